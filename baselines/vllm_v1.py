@@ -1,0 +1,135 @@
+"""vLLM V1 default scheduler: one token budget, chunked prefill always on, on-demand KV.
+
+Source: ``vllm-project/vllm``, ``vllm/v1/core/sched/scheduler.py::schedule`` (no paper; the V1
+engine design). Spec: ``specs/baselines.md`` §4.
+
+Per iteration: a running pass in running-list (admission) order tops every request up with
+``min(pending, budget)`` tokens, allocating KV only for the new tokens and, on allocation failure,
+recompute-preempting the *last* running request (stopping the pass if that is the request being
+scheduled); then, only if nothing was preempted, a waiting pass admits requests FCFS with
+``min(pending, budget)`` tokens while the budget lasts and fewer than ``max_num_seqs`` run,
+stopping at the first allocation failure.
+
+Deviations from the code:
+    * No prefix caching (hits are always 0) and no ``long_prefill_token_threshold`` by default
+      (exposed as ``long_prefill_threshold``, 0 = off).
+    * Preempted requests re-prefill prompt plus generated tokens under the engine's recompute
+      semantics (spec §1.3).
+    * Structured output, speculative decoding, LoRA and encoder budgets are out of scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
+from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.view import EngineView
+
+
+@dataclass(frozen=True, slots=True)
+class VLLMV1Config:
+    """vLLM V1 parameters (spec §4; H100 server defaults: 8192 tokens, 1024 sequences).
+
+    Attributes:
+        max_num_batched_tokens: Token budget per iteration.
+        max_num_seqs: Cap on running requests.
+        long_prefill_threshold: Per-request chunk cap (0 = off).
+    """
+
+    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = 1024
+    long_prefill_threshold: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate parameters."""
+        if self.max_num_batched_tokens < 1:
+            raise ValueError(f"VLLMV1Config: max_num_batched_tokens={self.max_num_batched_tokens} must be >= 1")
+        if self.max_num_seqs < 1:
+            raise ValueError(f"VLLMV1Config: max_num_seqs={self.max_num_seqs} must be >= 1")
+        if self.long_prefill_threshold < 0:
+            raise ValueError(f"VLLMV1Config: long_prefill_threshold={self.long_prefill_threshold} must be >= 0")
+
+
+class VLLMV1:
+    """vLLM V1 chunked FCFS scheduler (``vllm-v1``); see the module docstring.
+
+    Args:
+        max_num_batched_tokens: Token budget per iteration.
+        max_num_seqs: Cap on running requests.
+        long_prefill_threshold: Per-request chunk cap (0 = off).
+    """
+
+    name = "vllm-v1"
+    requirements = EngineRequirements(allocation="on_demand")
+
+    def __init__(
+        self, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024, long_prefill_threshold: int = 0
+    ) -> None:
+        self.config = VLLMV1Config(max_num_batched_tokens, max_num_seqs, long_prefill_threshold)
+        self.queue = WaitingQueue()
+        self._running: list[int] = []
+
+    def reset(self, *, seed: int | None = None) -> None:
+        """Clear the queue and the running list."""
+        self.queue.clear()
+        self._running = []
+
+    def _chunk(self, pending: int, budget: int) -> int:
+        cap = self.config.long_prefill_threshold
+        n = min(pending, budget)
+        return min(n, cap) if cap and pending > 1 else n
+
+    def _sync_running(self, view: EngineView) -> None:
+        state = view.state
+        self._running = [r for r in self._running if state[r] == 2]
+
+    def schedule(self, view: EngineView) -> BatchPlan:
+        """Running pass, then (if nothing was preempted) the waiting pass."""
+        self.queue.sync(view)
+        self._sync_running(view)
+        budget = self.config.max_num_batched_tokens
+        free = view.free_blocks
+        tokens: dict[int, int] = {}
+        preempted: list[int] = []
+        order = list(self._running)
+        i = 0
+        while i < len(order) and budget > 0:
+            rid = order[i]
+            n = self._chunk(view.pending(rid), budget)
+            need = max(0, view.blocks_for(int(view.computed[rid]) + n) - int(view.blocks[rid]))
+            while need > free and order[-1] != rid:
+                victim = order.pop()
+                preempted.append(victim)
+                free += int(view.blocks[victim])
+            if need > free:
+                order.pop()
+                preempted.append(rid)
+                break
+            tokens[rid] = n
+            budget -= n
+            free -= need
+            i += 1
+        self._running = order
+        if preempted:
+            self.queue.push_front(preempted[::-1])  # each victim is prepended as it is popped
+            return BatchPlan.of(tokens, preempt=preempted)
+        self._waiting_pass(view, tokens, budget, free)
+        left = self.config.max_num_batched_tokens - sum(tokens.values())
+        sensitive = left > 0 and len(self.queue) == 0
+        return BatchPlan.of(tokens, repeat=UNBOUNDED_REPEAT, arrival_sensitive=sensitive)
+
+    def _waiting_pass(self, view: EngineView, tokens: dict[int, int], budget: int, free: int) -> None:
+        q = self.queue.items
+        while q and budget > 0 and len(self._running) < self.config.max_num_seqs:
+            rid = q[0]
+            n = self._chunk(view.pending(rid), budget)
+            need = view.blocks_for(int(view.computed[rid]) + n) - int(view.blocks[rid])
+            if need > free:
+                break
+            q.popleft()
+            tokens[rid] = n
+            budget -= n
+            free -= need
+            self._running.append(rid)

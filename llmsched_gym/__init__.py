@@ -1,0 +1,5 @@
+"""llmsched-gym: a reference environment for LLM-inference scheduling research."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

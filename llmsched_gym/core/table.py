@@ -1,0 +1,151 @@
+"""Structure-of-arrays table of every request the engine has seen.
+
+Row ``i`` is the request with engine id ``i`` (ids are dense, in arrival order). Columns are numpy
+arrays with spare capacity that doubles as requests stream in; the engine mutates them in place and
+exposes read-only views to schedulers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmsched_gym.core.request import Request
+
+WAITING = 1
+RUNNING = 2
+FINISHED = 3
+REJECTED = 4
+
+_NAN = float("nan")
+_INF = float("inf")
+
+# name, dtype, fill value
+COLUMNS: tuple[tuple[str, type, float], ...] = (
+    ("ext_id", np.int64, -1),
+    ("arrival", np.float64, _NAN),
+    ("prompt", np.int64, 0),
+    ("output", np.int64, 0),
+    ("target", np.int64, 0),
+    ("max_tokens", np.int64, -1),
+    ("predicted", np.int64, -1),
+    ("client", np.int64, 0),
+    ("weight", np.float64, 1.0),
+    ("type_label", np.int64, -1),
+    ("slo_class", np.int64, -1),
+    ("slo_ttft", np.float64, _INF),
+    ("slo_tbt", np.float64, _INF),
+    ("state", np.int8, 0),
+    ("computed", np.int64, 0),
+    ("generated", np.int64, 0),
+    ("emitted", np.int64, 0),
+    ("prompt_done", np.int64, 0),
+    ("blocks", np.int64, 0),
+    ("admit_time", np.float64, _NAN),
+    ("admit_seq", np.int64, -1),
+    ("first_sched", np.float64, _NAN),
+    ("first_token", np.float64, _NAN),
+    ("last_token", np.float64, _NAN),
+    ("finish", np.float64, _NAN),
+    ("preemptions", np.int64, 0),
+    ("wasted", np.int64, 0),
+    ("tbt_max", np.float64, 0.0),
+    ("tbt_sum", np.float64, 0.0),
+    ("tbt_n", np.int64, 0),
+    ("tbt_viol", np.int64, 0),
+)
+COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+
+
+class RequestTable:
+    """Per-request columns plus the SLO class registry.
+
+    Attributes:
+        n: Number of rows in use (requests arrived so far).
+        slo_names: Names of the SLO classes seen, indexed by the ``slo_class`` column.
+        reject_reason: Reason strings of rejected requests, by engine id.
+    """
+
+    ext_id: np.ndarray
+    arrival: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    target: np.ndarray
+    max_tokens: np.ndarray
+    predicted: np.ndarray
+    client: np.ndarray
+    weight: np.ndarray
+    type_label: np.ndarray
+    slo_class: np.ndarray
+    slo_ttft: np.ndarray
+    slo_tbt: np.ndarray
+    state: np.ndarray
+    computed: np.ndarray
+    generated: np.ndarray
+    emitted: np.ndarray
+    prompt_done: np.ndarray
+    blocks: np.ndarray
+    admit_time: np.ndarray
+    admit_seq: np.ndarray
+    first_sched: np.ndarray
+    first_token: np.ndarray
+    last_token: np.ndarray
+    finish: np.ndarray
+    preemptions: np.ndarray
+    wasted: np.ndarray
+    tbt_max: np.ndarray
+    tbt_sum: np.ndarray
+    tbt_n: np.ndarray
+    tbt_viol: np.ndarray
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.n = 0
+        self._cap = 0
+        self.slo_names: list[str] = []
+        self.reject_reason: dict[int, str] = {}
+        self._grow(max(16, capacity))
+
+    def _grow(self, cap: int) -> None:
+        for name, dtype, fill in COLUMNS:
+            new: np.ndarray = np.full(cap, fill, dtype=dtype)
+            if self._cap:
+                new[: self.n] = getattr(self, name)[: self.n]
+            setattr(self, name, new)
+        self._cap = cap
+
+    @property
+    def capacity(self) -> int:
+        """Allocated rows."""
+        return self._cap
+
+    def add(self, req: Request) -> int:
+        """Append a request in the WAITING state and return its engine id."""
+        if self.n == self._cap:
+            self._grow(2 * self._cap)
+        i = self.n
+        self.ext_id[i] = req.id
+        self.arrival[i] = req.arrival
+        self.prompt[i] = req.prompt_len
+        self.output[i] = req.output_len
+        self.target[i] = req.target_output_len
+        self.max_tokens[i] = -1 if req.max_tokens is None else req.max_tokens
+        self.predicted[i] = -1 if req.predicted_output_len is None else req.predicted_output_len
+        self.client[i] = req.client
+        self.weight[i] = req.weight
+        self.type_label[i] = -1 if req.type_label is None else req.type_label
+        if req.slo is not None:
+            self.slo_class[i] = self._slo_index(req.slo.name)
+            self.slo_ttft[i] = _INF if req.slo.ttft_s is None else req.slo.ttft_s
+            self.slo_tbt[i] = _INF if req.slo.tbt_s is None else req.slo.tbt_s
+        self.state[i] = WAITING
+        self.n = i + 1
+        return i
+
+    def _slo_index(self, name: str) -> int:
+        if name not in self.slo_names:
+            self.slo_names.append(name)
+        return self.slo_names.index(name)
+
+    def column(self, name: str) -> np.ndarray:
+        """The first ``n`` rows of a column (a view; copy before mutating)."""
+        arr: np.ndarray = getattr(self, name)
+        return arr[: self.n]

@@ -1,0 +1,216 @@
+"""The read-only engine view that schedulers, env encoders and policies see."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llmsched_gym.core.batch import IntArray
+from llmsched_gym.core.table import RUNNING, WAITING
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
+
+_RO_COLUMNS = (
+    "arrival",
+    "prompt",
+    "max_tokens",
+    "predicted",
+    "client",
+    "weight",
+    "type_label",
+    "slo_class",
+    "slo_ttft",
+    "slo_tbt",
+    "state",
+    "computed",
+    "generated",
+    "emitted",
+    "blocks",
+    "admit_time",
+    "admit_seq",
+    "first_sched",
+    "first_token",
+    "last_token",
+    "preemptions",
+)
+
+
+class EngineView:
+    """A read-only window on the engine's state, valid until the next ``engine.step``.
+
+    Request ids are the engine's dense ids (0, 1, ... in arrival order); ``request_ext_id`` maps
+    them back to workload ids. Per-request columns are read-only numpy arrays indexed by id
+    (only ids ``< n_arrived`` are meaningful):
+
+    ``arrival``, ``prompt`` (prompt tokens), ``max_tokens`` (-1 if none), ``predicted`` (predicted
+    output tokens, -1 if none), ``client``, ``weight``, ``type_label`` (-1 if none), ``slo_class``
+    (-1 if none), ``slo_ttft``/``slo_tbt`` (inf if none), ``state`` (1 waiting, 2 running,
+    3 finished, 4 rejected), ``computed`` (KV tokens cached), ``generated`` (tokens produced by the
+    model since the last full restart), ``emitted`` (tokens delivered to the user), ``blocks`` (KV
+    blocks held), ``admit_time``/``admit_seq`` (last admission), ``first_sched``, ``first_token``,
+    ``last_token`` (times), ``preemptions``.
+
+    The true output length is not in the view: clairvoyant schedulers read it through
+    :meth:`oracle_output_len`, which documents their clairvoyance.
+
+    A request's pending tokens are ``prompt + generated - computed``: 1 for a decode, more for a
+    prefill (or the re-prefill of prompt plus generated tokens after a recompute preemption).
+    """
+
+    arrival: np.ndarray
+    prompt: np.ndarray
+    max_tokens: np.ndarray
+    predicted: np.ndarray
+    client: np.ndarray
+    weight: np.ndarray
+    type_label: np.ndarray
+    slo_class: np.ndarray
+    slo_ttft: np.ndarray
+    slo_tbt: np.ndarray
+    state: np.ndarray
+    computed: np.ndarray
+    generated: np.ndarray
+    emitted: np.ndarray
+    blocks: np.ndarray
+    admit_time: np.ndarray
+    admit_seq: np.ndarray
+    first_sched: np.ndarray
+    first_token: np.ndarray
+    last_token: np.ndarray
+    preemptions: np.ndarray
+
+    def __init__(self, engine: Engine) -> None:
+        self._e = engine
+        self._bind()
+
+    def _bind(self) -> None:
+        t = self._e.table
+        for name in _RO_COLUMNS:
+            arr = getattr(t, name).view()
+            arr.flags.writeable = False
+            setattr(self, name, arr)
+        self._bound_cap = t.capacity
+
+    def _refresh(self) -> None:
+        if self._bound_cap != self._e.table.capacity:
+            self._bind()
+
+    # ---- scalars -------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """Current simulated (or wall-clock) time in seconds."""
+        return self._e.now
+
+    @property
+    def n_arrived(self) -> int:
+        """Requests that have arrived so far (valid ids are ``range(n_arrived)``)."""
+        return self._e.table.n
+
+    @property
+    def free_blocks(self) -> int:
+        """Free KV blocks."""
+        return self._e.pool.free
+
+    @property
+    def total_blocks(self) -> int:
+        """KV pool capacity in blocks."""
+        return self._e.pool.total
+
+    @property
+    def block_size(self) -> int:
+        """Tokens per KV block."""
+        return self._e.pool.block_size
+
+    @property
+    def watermark_blocks(self) -> int:
+        """Blocks a watermark check keeps free."""
+        return self._e.pool.watermark_blocks
+
+    @property
+    def next_arrival(self) -> float | None:
+        """Arrival time of the next request not yet arrived, or ``None`` when the trace is exhausted.
+
+        Exposing it does not leak the future beyond what a serving system's admission queue knows:
+        schedulers that must not use it (most) simply ignore it; WAIT uses it to detect the end
+        of the trace.
+        """
+        return self._e.next_arrival_time
+
+    @property
+    def arrivals_done(self) -> bool:
+        """True once every request of the workload has arrived."""
+        return self._e.next_arrival_time is None
+
+    @property
+    def last_iteration_time(self) -> float:
+        """Duration of the most recent iteration (0 before the first)."""
+        return self._e.last_duration
+
+    # ---- sets and events -----------------------------------------------------------------
+    @property
+    def running(self) -> IntArray:
+        """Ids of requests holding KV, in admission order."""
+        return self._e.running_ids()
+
+    @property
+    def waiting(self) -> IntArray:
+        """Ids of arrived requests waiting for (re-)admission, in arrival order."""
+        self._refresh()
+        return np.flatnonzero(self._e.table.state[: self._e.table.n] == WAITING)
+
+    @property
+    def arrived(self) -> range:
+        """Ids that arrived since the previous step (including any the engine rejected)."""
+        return range(self._e.arrival_mark, self._e.table.n)
+
+    @property
+    def finished(self) -> tuple[int, ...]:
+        """Ids that finished during the previous step."""
+        return tuple(self._e.events_finished)
+
+    @property
+    def evicted(self) -> tuple[int, ...]:
+        """Ids the engine evicted during the previous step to repair a KV overflow."""
+        return tuple(self._e.events_evicted)
+
+    def pending(self, rid: int) -> int:
+        """Tokens request ``rid`` must process before it emits its next token."""
+        self._refresh()
+        t = self._e.table
+        return int(t.prompt[rid] + t.generated[rid] - t.computed[rid])
+
+    def pending_array(self, ids: IntArray) -> IntArray:
+        """Vectorised :meth:`pending`."""
+        t = self._e.table
+        out: IntArray = t.prompt[ids] + t.generated[ids] - t.computed[ids]
+        return out
+
+    def is_running(self, rid: int) -> bool:
+        """Whether ``rid`` holds KV."""
+        return bool(self._e.table.state[rid] == RUNNING)
+
+    def blocks_for(self, tokens: int) -> int:
+        """Blocks needed to hold ``tokens`` KV slots."""
+        return -(-tokens // self._e.pool.block_size)
+
+    def admission_blocks(self, rid: int) -> int:
+        """New blocks the engine reserves when ``rid`` is admitted (prompt allocation mode), else 0."""
+        if not self._e.prompt_allocation:
+            return 0
+        t = self._e.table
+        return max(0, self.blocks_for(int(t.prompt[rid] + t.generated[rid])) - int(t.blocks[rid]))
+
+    def oracle_output_len(self, rid: int) -> int:
+        """The true number of tokens ``rid`` will generate. Reading it makes a scheduler clairvoyant."""
+        return int(self._e.table.target[rid])
+
+    def oracle_output_array(self, ids: IntArray) -> IntArray:
+        """Vectorised :meth:`oracle_output_len`."""
+        out: IntArray = self._e.table.target[ids]
+        return out
+
+    def request_ext_id(self, rid: int) -> int:
+        """The workload's id of engine request ``rid``."""
+        return int(self._e.table.ext_id[rid])
