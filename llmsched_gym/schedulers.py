@@ -7,6 +7,7 @@ Adding a scheduler touches only this file (plus its module). ``llmsched_gym`` ne
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,21 +32,78 @@ class SchedulerEntry:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _e(target: str, description: str, **kwargs: Any) -> SchedulerEntry:
+    return SchedulerEntry(target, description, MappingProxyType(kwargs))
+
+
 REGISTRY: Mapping[str, SchedulerEntry] = MappingProxyType(
     {
-        "vllm-v1": SchedulerEntry(
-            "baselines.vllm_v1:VLLMV1", "vLLM V1: one token budget, chunked prefill, on-demand KV, FCFS"
+        # vLLM / Orca / Sarathi-Serve family (spec §3–§6)
+        "vllm-v0": _e("baselines.vllm_v0:VLLMV0", "vLLM V0: prefill-first, whole prompts, decodes stall (spec §3)"),
+        "vllm-fcfs-threshold": _e("baselines.vllm_v0:VLLMV0", "vLLM V0 as the MC-SF paper's FCFS baseline (§12.3)"),
+        "vllm-v1": _e("baselines.vllm_v1:VLLMV1", "vLLM V1: one token budget, chunked prefill, on-demand KV (spec §4)"),
+        "orca": _e("baselines.orca:Orca", "Orca: iteration-level FCFS, full prompts, max-length reservation (§5)"),
+        "sarathi": _e("baselines.sarathi:SarathiServe", "Sarathi-Serve: decode-first stall-free chunked batching (§6)"),
+        "sarathi-spf": _e(
+            "baselines.sarathi:SarathiServe", "Sarathi-Serve with shortest-prompt-first admission (§6)", order="spf"
         ),
-        "sarathi": SchedulerEntry(
-            "baselines.sarathi:SarathiServe", "Sarathi-Serve: decode-first stall-free batching, chunked prefill, FCFS"
+        # SLAI / RAD (spec §7–§8)
+        "slai": _e("baselines.slai:SLAI", "SLAI: critical decodes by last schedulable time, SPF prefills (§7)"),
+        "slai-fcfs-fixed": _e(
+            "baselines.slai:SLAI",
+            "SLAI ablation: FCFS prefills, fixed offset 10",
+            fcfs=True,
+            fixed_offset=10.0,
+            user_priority=False,
         ),
-        "sarathi-spf": SchedulerEntry(
-            "baselines.sarathi:SarathiServe",
-            "Sarathi-Serve with shortest-prompt-first admission",
-            {"order": "spf"},
+        "slai-spf-fixed": _e(
+            "baselines.slai:SLAI",
+            "SLAI ablation: SPF prefills, fixed offset 10",
+            fixed_offset=10.0,
+            user_priority=False,
+        ),
+        "slai-spf-dynamic": _e(
+            "baselines.slai:SLAI", "SLAI ablation: SPF prefills, dynamic offset, no user priority", user_priority=False
+        ),
+        "rad": _e("baselines.rad:RAD", "RAD (project reconstruction): tile-aligned prefill/decode mode cycles (§8)"),
+        "rad-hybrid": _e("baselines.rad:RADHybrid", "Sarathi with a tile-aligned budget; not the paper's RAD (§8)"),
+        # VTC family (spec §9)
+        "vtc": _e("baselines.vtc:VTC", "VTC: least virtual-token-counter client first, S-LoRA runtime (§9.3)"),
+        "vtc-weighted": _e("baselines.vtc:VTC", "Weighted VTC: charges divided by client weight (§9.5)", weighted=True),
+        "vtc-predict": _e(
+            "baselines.vtc:VTC",
+            "VTC charging a per-client moving-average output prediction (§9.5)",
+            predictor="moving_average",
+        ),
+        "vtc-oracle": _e("baselines.vtc:VTC", "VTC charging the true output length (§9.5)", predictor="oracle"),
+        "vtc-profile": _e("baselines.vtc:VTC", "VTC with the profiled cost h(n_p, n_q) (§9.5)", cost="profile"),
+        "lcf": _e("baselines.vtc:VTC", "Least counter first without the counter lift (§9.5)", lift="none"),
+        "fcfs-vtc-runtime": _e("baselines.vtc:VTC", "FCFS admission on the VTC runtime (§9.5)", ordering="fcfs"),
+        "rpm-5": _e("baselines.vtc:RPM", "FCFS with a 5 requests-per-minute per-client limit (§9.5)", limit=5),
+        "rpm-20": _e("baselines.vtc:RPM", "FCFS with a 20 requests-per-minute per-client limit (§9.5)", limit=20),
+        "rpm-30": _e("baselines.vtc:RPM", "FCFS with a 30 requests-per-minute per-client limit (§9.5)", limit=30),
+        "vtc-chunked": _e("baselines.vtc_chunked:VTCChunked", "VTC ordering on the Sarathi-Serve engine (§9.4)"),
+        # WAIT / Nested WAIT (spec §10–§11)
+        "wait": _e("baselines.wait:WAIT", "WAIT: per-type thresholds, hold until eligible, 1-s release (§10)"),
+        "wait-modified": _e("baselines.wait:WAIT", "Modified WAIT: allowance-based release (§10.3)", hold="allowance"),
+        "wait-no-wait": _e("baselines.wait:WAIT", "WAIT caps without waiting for thresholds (§10.3)", hold="none"),
+        "nested-wait": _e("baselines.nested_wait:NestedWAIT", "Nested WAIT: segment gates for unknown lengths (§11)"),
+        # MC-SF and its baselines (spec §12)
+        "mcsf": _e("baselines.mcsf:MCSF", "MC-SF: shortest predicted first with a future-memory check (§12.2)"),
+        "mc-benchmark": _e("baselines.mcsf:MCSF", "MC-SF's check with arrival order (§12.3)", order="arrival"),
+        "alpha-greedy": _e("baselines.mcsf:AlphaGreedy", "alpha-protection greedy: clear all on overflow (§12.3)"),
+        "alpha-beta-clear": _e(
+            "baselines.mcsf:AlphaGreedy",
+            "alpha-protection beta-clearing: clear each with probability beta (§12.3)",
+            beta=0.2,
         ),
     }
 )
+
+
+def _implemented(name: str) -> bool:
+    module_name = REGISTRY[name].target.partition(":")[0]
+    return importlib.util.find_spec(module_name) is not None
 
 
 def list_schedulers() -> dict[str, str]:

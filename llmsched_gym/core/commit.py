@@ -1,115 +1,52 @@
-"""Committing a stretch of ``k`` identical iterations to the request table, vectorised."""
+"""Committing a stretch of ``k`` identical iterations to the request table (one compiled call).
+
+For each row: blocks grow to cover the new tokens (plus the admission reservation in "prompt"
+allocation mode); a waiting row is admitted; ``computed`` advances by ``k·n``; a decode row
+generates ``k`` tokens, a prefill row one token if it completes its pending tokens. Tokens beyond
+those already emitted are emitted (full-restart catch-up emits nothing until it passes the old
+count): a decode row's first token in the stretch has its own gap since its previous token, the
+following ``k - 1`` gaps are the iteration gaps shared by every decode row. A row whose generated
+count reaches its target finishes and frees its blocks.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from llmsched_gym.core.batch import BoolArray, FloatArray, IntArray
-from llmsched_gym.core.stretch import iteration_ends
-from llmsched_gym.core.table import RequestTable
+from llmsched_gym.core import kernels
+from llmsched_gym.core.batch import FloatArray, IntArray, IterationWork
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
 
-@dataclass(frozen=True, slots=True)
-class CommitOutcome:
-    """Totals of a committed stretch."""
+class CommitOutcome(NamedTuple):
+    """What a committed stretch changed."""
 
-    tokens: int
+    new_blocks: int
+    freed_blocks: int
+    admitted: IntArray
+    finished: IntArray
     emitted: int
-    finished: tuple[int, ...]
 
 
-def commit_iterations(
-    engine: Engine, ids: IntArray, n: IntArray, is_dec: BoolArray, durations: FloatArray
-) -> CommitOutcome:
-    """Apply ``len(durations)`` iterations of ``{ids: n}`` and advance the clock."""
+def commit_iterations(engine: Engine, work: IterationWork, ends: FloatArray) -> CommitOutcome:
+    """Apply ``len(ends)`` iterations of ``work`` ending at ``ends`` and record TBT samples."""
     t = engine.table
-    k = durations.size
-    t0 = engine.now
-    ends = iteration_ends(t0, durations)
-    t_end = float(ends[-1])
-    first = np.isnan(t.first_sched[ids])
-    if first.any():
-        t.first_sched[ids[first]] = t0
-    c1 = t.computed[ids] + k * n
-    t.computed[ids] = c1
-    t.prompt_done[ids] = np.maximum(t.prompt_done[ids], np.minimum(c1, t.prompt[ids]))
-    g0 = t.generated[ids]
-    completes = ~is_dec & (c1 == t.prompt[ids] + g0)
-    g1 = g0 + np.where(is_dec, k, completes.astype(np.int64))
-    t.generated[ids] = g1
-    e0 = t.emitted[ids]
-    emits = g1 > e0
-    emitted = 0
-    if emits.any():
-        emitted = _emit(engine, ids[emits], is_dec[emits], (g1 - np.maximum(g0, e0))[emits], ends)
-    done = ids[g1 >= t.target[ids]]
-    if done.size:
-        t.finish[done] = t_end
-        engine.release_finished(done)
-    engine.now = t_end
-    engine.last_duration = float(durations[-1])
-    if engine.recorder.config.iterations:
-        kv_used = engine.pool.used
-        n_pre = int(n[~is_dec].sum())
-        engine.recorder.iterations.append((t0, t_end - t0, k, n_pre * k, int(is_dec.sum()) * k, kv_used))
-    return CommitOutcome(int(n.sum()) * k, emitted, tuple(done.tolist()))
-
-
-def _emit(engine: Engine, rows: IntArray, dec: BoolArray, count: IntArray, ends: FloatArray) -> int:
-    """Record token emissions: decode rows emit every iteration, prefill rows once at the end."""
-    t = engine.table
+    new, freed, admitted, finished, gaps1, n_shared_rows, emit_rows, emit_counts = kernels.commit(
+        work.ids, work.n_tokens, work.is_decode, ends, engine.now, engine.pool.block_size, engine.prompt_allocation,
+        engine.admit_counter, t.state, t.prompt, t.generated, t.computed, t.blocks, t.target, t.emitted,
+        t.prompt_done, t.first_sched, t.first_token, t.last_token, t.finish, t.admit_time, t.admit_seq,
+        t.tbt_max, t.tbt_sum, t.tbt_n, t.tbt_viol, t.slo_tbt,
+    )  # fmt: skip
     rec = engine.recorder
-    k = ends.size
-    t_end = float(ends[-1])
-    new = rows[t.emitted[rows] == 0]
-    if new.size:
-        t.first_token[new] = t_end if k == 1 else ends[k - count[t.emitted[rows] == 0]]
-    old_mask = t.emitted[rows] > 0
-    old = rows[old_mask]
-    if old.size:
-        # First gap of each row: from its previous token to its first emission in this stretch.
-        first_idx = k - count[old_mask]
-        gap1 = ends[first_idx] - t.last_token[old]
-        rec.add_tbt(gap1)
-        _per_request_tbt(t, old, gap1)
-    dec_rows = rows[dec & (count > 1)]
-    if dec_rows.size:
-        shared = np.diff(ends)
-        rec.add_tbt(shared, int(dec_rows.size))
-        _shared_tbt(t, dec_rows, shared)
-    if rec.config.token_times:
-        _record_token_times(rec.token_times, rows, count, ends)
-    t.last_token[rows] = t_end
-    t.emitted[rows] += count
-    return int(count.sum())
-
-
-def _per_request_tbt(t: RequestTable, rows: IntArray, gaps: FloatArray) -> None:
-    t.tbt_max[rows] = np.maximum(t.tbt_max[rows], gaps)
-    t.tbt_sum[rows] += gaps
-    t.tbt_n[rows] += 1
-    t.tbt_viol[rows] += gaps > t.slo_tbt[rows]
-
-
-def _shared_tbt(t: RequestTable, rows: IntArray, shared: FloatArray) -> None:
-    t.tbt_max[rows] = np.maximum(t.tbt_max[rows], shared.max())
-    t.tbt_sum[rows] += shared.sum()
-    t.tbt_n[rows] += shared.size
-    slo = t.slo_tbt[rows]
-    finite = np.isfinite(slo)
-    if finite.any():
-        srt = np.sort(shared)
-        over = shared.size - np.searchsorted(srt, slo[finite], side="right")
-        t.tbt_viol[rows[finite]] += over
-
-
-def _record_token_times(store: dict[int, list[float]], rows: IntArray, count: IntArray, ends: FloatArray) -> None:
-    k = ends.size
-    for rid, c in zip(rows.tolist(), count.tolist(), strict=True):
-        store.setdefault(rid, []).extend(ends[k - c :].tolist())
+    rec.add_tbt(gaps1)
+    if n_shared_rows:
+        rec.add_tbt(np.diff(ends), int(n_shared_rows))
+    if rec.config.token_times and emit_rows.size:
+        k = ends.size
+        for rid, c in zip(emit_rows.tolist(), emit_counts.tolist(), strict=True):
+            rec.token_times.setdefault(rid, []).extend(ends[k - c :].tolist())
+    return CommitOutcome(int(new), int(freed), admitted, finished, int(emit_counts.sum()))

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmsched_gym.core.batch import FloatArray, IntArray
+from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.commit import commit_iterations
 from llmsched_gym.core.kv import BlockPool, KVConfig
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import Allocation, EngineRequirements, Overflow, RestartMode, Runner
 from llmsched_gym.core.recorder import Recorder, RecorderConfig
 from llmsched_gym.core.request import Request
-from llmsched_gym.core.stretch import build_work, stretch_length
+from llmsched_gym.core.stretch import Prepared, blocks_needed, prepare, run_iterations
 from llmsched_gym.core.table import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.errors import InvalidPlanError, KVCapacityError, LivelockError, TraceFormatError
@@ -123,7 +123,8 @@ class Engine:
         self.events_evicted: list[int] = []
         self._running: dict[int, None] = {}
         self._running_cache: IntArray | None = None
-        self._admit_counter = 0
+        self.admit_counter = 0
+        self.stamp = 0
         self._idle_streak = 0
         self._unfinished = 0
         self._source: Iterator[Request] = iter(requests)
@@ -214,12 +215,14 @@ class Engine:
         evicted = self._apply_preempt(plan) if plan.preempt else []
         if plan.ids.size == 0:
             return self._idle(plan, t0, tuple(evicted))
-        ids, n = self._validate(plan)
-        ids, n, repaired = self._fit(ids, n)
-        evicted += repaired
-        if ids.size == 0:
-            return self._idle(plan, t0, tuple(evicted))
-        return self._execute(plan, ids, n, t0, tuple(evicted))
+        repeat = plan.repeat if self.config.fast_forward and self.runner.supports_stretch else 1
+        prep = prepare(self, plan.ids, plan.tokens, repeat)
+        if prep.need1 > self.pool.free:
+            prep, repaired = self._fit(prep, repeat)
+            evicted += repaired
+            if prep.work.ids.size == 0:
+                return self._idle(plan, t0, tuple(evicted))
+        return self._execute(plan, prep, t0, tuple(evicted))
 
     def _idle(self, plan: BatchPlan, t0: float, evicted: tuple[int, ...]) -> StepResult:
         if evicted or plan.reject:
@@ -295,119 +298,69 @@ class Engine:
         if not 0 <= rid < self.table.n:
             raise InvalidPlanError(f"rule '{what} known requests': id {rid} has not arrived (0..{self.table.n - 1})")
 
-    # ---- validation and KV fit -----------------------------------------------------------
-    def _validate(self, plan: BatchPlan) -> tuple[IntArray, IntArray]:
-        ids, n = plan.ids, plan.tokens
-        t = self.table
-        if ids.min() < 0 or ids.max() >= t.n:
-            bad = ids[(ids < 0) | (ids >= t.n)]
-            raise InvalidPlanError(f"rule 'schedule known requests': ids {bad.tolist()} have not arrived")
-        st = t.state[ids]
-        if not np.all((st == WAITING) | (st == RUNNING)):
-            bad = ids[(st != WAITING) & (st != RUNNING)]
-            raise InvalidPlanError(f"rule 'schedule only waiting or running requests': {bad.tolist()}")
-        pend = t.prompt[ids] + t.generated[ids] - t.computed[ids]
-        if not np.all((n >= 1) & (n <= pend)):
-            bad = np.flatnonzero((n < 1) | (n > pend))[:5]
-            detail = ", ".join(f"request {ids[i]} asks {n[i]} of {pend[i]} pending" for i in bad)
-            raise InvalidPlanError(f"rule 'tokens available (1 <= n <= pending)': {detail}")
-        if ids.size > 1 and np.unique(ids).size != ids.size:
-            raise InvalidPlanError("rule 'each request at most once per plan': duplicate ids")
-        return ids, n
-
+    # ---- KV fit --------------------------------------------------------------------------
     def blocks_needed(self, ids: IntArray, n: IntArray, k: int = 1) -> IntArray:
         """New blocks each row needs after ``k`` repetitions (admission reservation included)."""
-        t = self.table
-        bs = self.pool.block_size
-        held = t.blocks[ids]
-        after = -(-(t.computed[ids] + k * n) // bs)
-        if self.prompt_allocation:
-            reserve = -(-(t.prompt[ids] + t.generated[ids]) // bs)
-            after = np.maximum(after, np.where(t.state[ids] == WAITING, reserve, 0))
-        out: IntArray = np.maximum(after - held, 0)
-        return out
+        return blocks_needed(self, ids, n, k)
 
-    def _fit(self, ids: IntArray, n: IntArray) -> tuple[IntArray, IntArray, list[int]]:
-        need = int(self.blocks_needed(ids, n).sum())
-        if need <= self.pool.free:
-            return ids, n, []
+    def _fit(self, prep: Prepared, repeat: int) -> tuple[Prepared, list[int]]:
+        ids, n = prep.work.ids, prep.work.n_tokens
         if self.config.overflow == "error":
             worst = int(ids[np.argmax(self.blocks_needed(ids, n))])
             raise KVCapacityError(
-                f"rule 'KV blocks available': the plan needs {need} new blocks but {self.pool.free} are free "
-                f"(shortfall {need - self.pool.free}; largest request {worst}); preempt or schedule less"
+                f"rule 'KV blocks available': the plan needs {prep.need1} new blocks but {self.pool.free} are free "
+                f"(shortfall {prep.need1 - self.pool.free}; largest request {worst}); preempt or schedule less"
             )
-        return self._evict_newest(ids, n)
-
-    def _evict_newest(self, ids: IntArray, n: IntArray) -> tuple[IntArray, IntArray, list[int]]:
         t = self.table
         order = sorted(self._running, key=lambda r: (t.admit_seq[r], r))
         victims: list[int] = []
-        while int(self.blocks_needed(ids, n).sum()) > self.pool.free:
+        while prep.need1 > self.pool.free:
             if not order:
                 raise KVCapacityError(
                     f"rule 'KV blocks available': even after evicting every running request the plan needs "
-                    f"{int(self.blocks_needed(ids, n).sum())} blocks, {self.pool.free} free"
+                    f"{prep.need1} blocks, {self.pool.free} free"
                 )
             victim = order.pop()
             self._evict([victim])
             victims.append(victim)
             keep = ids != victim
             ids, n = ids[keep], n[keep]
+            prep = prepare(self, ids, n, repeat)
         self.events_evicted.extend(victims)
-        return ids, n, victims
+        return prep, victims
 
     # ---- execution -----------------------------------------------------------------------
-    def _execute(self, plan: BatchPlan, ids: IntArray, n: IntArray, t0: float, evicted: tuple[int, ...]) -> StepResult:
-        work = build_work(self.table, ids, n)
-        k = 1
-        if plan.repeat > 1 and self.config.fast_forward and self.runner.supports_stretch:
-            k, durations = stretch_length(self, plan, work)
-        else:
-            durations = np.array([self.runner.run(work)], dtype=np.float64)
-        return self._commit(work.ids, work.n_tokens, work.is_decode, durations[:k], t0, evicted)
-
-    def _commit(
-        self, ids: IntArray, n: IntArray, is_dec: np.ndarray, durations: FloatArray, t0: float, evicted: tuple[int, ...]
-    ) -> StepResult:
-        new_blocks = self.blocks_needed(ids, n, durations.size)
-        self.pool.allocate(int(new_blocks.sum()))
-        self.table.blocks[ids] += new_blocks
-        admitting = ids[self.table.state[ids] == WAITING]
-        if admitting.size:
-            self._admit(admitting)
-        outcome = commit_iterations(self, ids, n, is_dec, durations)
-        for rid in outcome.finished:
-            del self._running[rid]
-        if outcome.finished:
+    def _execute(self, plan: BatchPlan, prep: Prepared, t0: float, evicted: tuple[int, ...]) -> StepResult:
+        ends = run_iterations(self, plan, prep)
+        k = ends.size
+        out = commit_iterations(self, prep.work, ends)
+        self.pool.free += out.freed_blocks - out.new_blocks
+        if out.admitted.size:
+            self.admit_counter += out.admitted.size
+            for rid in out.admitted.tolist():
+                self._running[rid] = None
             self._running_cache = None
-            self._unfinished -= len(outcome.finished)
-            self.events_finished.extend(outcome.finished)
-            fin = np.asarray(outcome.finished, dtype=np.int64)
-            self.runner.release(fin)
-            self.runner.forget(fin)
-        self.iterations += durations.size
+        finished: tuple[int, ...] = ()
+        if out.finished.size:
+            finished = tuple(out.finished.tolist())
+            for rid in finished:
+                del self._running[rid]
+            self._running_cache = None
+            self._unfinished -= len(finished)
+            self.events_finished.extend(finished)
+            self.runner.release(out.finished)
+            self.runner.forget(out.finished)
+        self.now = float(ends[-1])
+        self.last_duration = float(ends[-1] - (ends[-2] if k > 1 else t0))
+        if self.recorder.config.iterations:
+            summary = prep.work.summary
+            n_pre = int(summary.prefill_tokens.sum())
+            self.recorder.iterations.append((t0, self.now - t0, k, n_pre * k, summary.n_decodes * k, self.pool.used))
+        self.iterations += k
         self._idle_streak = 0
         self._sample_until(self.now)
-        return StepResult(t0, self.now, durations.size, outcome.tokens, outcome.emitted, outcome.finished, evicted)
-
-    def _admit(self, admitting: IntArray) -> None:
-        t = self.table
-        t.state[admitting] = RUNNING
-        t.admit_time[admitting] = self.now
-        seqs = np.arange(self._admit_counter, self._admit_counter + admitting.size)
-        t.admit_seq[admitting] = seqs
-        self._admit_counter += admitting.size
-        for rid in admitting.tolist():
-            self._running[rid] = None
-        self._running_cache = None
-
-    def release_finished(self, ids: IntArray) -> None:
-        """Free the KV of requests that just finished (called by the commit step)."""
-        t = self.table
-        self.pool.release(int(t.blocks[ids].sum()))
-        t.blocks[ids] = 0
-        t.state[ids] = FINISHED
+        tokens = int(prep.work.n_tokens.sum()) * k
+        return StepResult(t0, self.now, k, tokens, out.emitted, finished, evicted)
 
     # ---- sampling ------------------------------------------------------------------------
     @property

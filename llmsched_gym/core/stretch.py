@@ -1,4 +1,4 @@
-"""Building an iteration's work and sizing fast-forward stretches.
+"""Checking a plan, building its work and sizing fast-forward stretches.
 
 A stretch is ``k`` consecutive iterations of one plan: decode rows decode again, prefill rows
 process another chunk of the same size. The engine commits it at once when nothing that could
@@ -14,62 +14,75 @@ change the scheduler's decision happens inside it. The stretch ends at the first
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from llmsched_gym.core import kernels
 from llmsched_gym.core.batch import BatchSummary, FloatArray, IntArray, IterationWork
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.table import RequestTable
+from llmsched_gym.errors import InvalidPlanError
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-
-def build_work(t: RequestTable, ids: IntArray, n: IntArray) -> IterationWork:
-    """The runner's view of one iteration of ``{ids: n}`` on the current table."""
-    start = t.computed[ids]
-    gen = t.generated[ids]
-    pend = t.prompt[ids] + gen - start
-    is_dec = (pend == 1) & (gen >= 1)
-    samples = n == pend
-    pre = ~is_dec
-    summary = BatchSummary(
-        n[pre],
-        start[pre],
-        int(ids.size - int(pre.sum())),
-        int(start[is_dec].sum()),
-        int(ids.size),
-    )
-    return IterationWork(ids, n, start, is_dec, samples, summary)
+_STATE_NAMES = {0: "unknown", 1: "waiting", 2: "running", 3: "finished", 4: "rejected"}
 
 
-def _structural_limit(engine: Engine, plan: BatchPlan, work: IterationWork) -> int:
+class Prepared(NamedTuple):
+    """A checked plan: the runner's work, new blocks for one iteration and the structural stretch bound."""
+
+    work: IterationWork
+    need1: int
+    k: int
+
+
+def prepare(engine: Engine, ids: IntArray, n: IntArray, repeat: int) -> Prepared:
+    """Check ``{ids: n}`` against the table (raising :class:`InvalidPlanError`) and build its work."""
     t = engine.table
-    ids = work.ids
-    k = plan.repeat
-    pre = ~work.is_decode
-    if pre.any():
-        pend = t.prompt[ids[pre]] + t.generated[ids[pre]] - work.start[pre]
-        k = min(k, int((pend // work.n_tokens[pre]).min()))
-    dec = ids[work.is_decode]
-    if dec.size:
-        gen = t.generated[dec]
-        k = min(k, int((t.target[dec] - gen).min()))
-        behind = t.emitted[dec] - gen
-        if behind.max() > 0:
-            k = min(k, int(behind[behind > 0].min()))
-    return max(k, 1)
+    engine.stamp += 1
+    out = kernels.prepare(
+        ids, n, t.mark, engine.stamp, t.n, t.state, t.prompt, t.generated, t.computed, t.blocks, t.target,
+        t.emitted, engine.pool.block_size, engine.prompt_allocation, repeat,
+    )  # fmt: skip
+    err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k = out
+    if err != kernels.OK:
+        raise _plan_error(t, err, int(ids[row]), int(n[row]))
+    summary = BatchSummary(pre_tokens, pre_ctx, int(n_dec), int(dec_ctx), int(ids.size))
+    return Prepared(IterationWork(ids, n, start, is_dec, samples, summary), int(need1), int(k))
+
+
+def _plan_error(t: RequestTable, err: int, rid: int, tokens: int) -> InvalidPlanError:
+    if err == kernels.ERR_UNKNOWN:
+        return InvalidPlanError(f"rule 'schedule known requests': id {rid} has not arrived (0..{t.n - 1})")
+    if err == kernels.ERR_STATE:
+        state = _STATE_NAMES[int(t.state[rid])]
+        return InvalidPlanError(f"rule 'schedule only waiting or running requests': request {rid} is {state}")
+    if err == kernels.ERR_DUPLICATE:
+        return InvalidPlanError(f"rule 'each request at most once per plan': request {rid} appears twice")
+    pend = int(t.prompt[rid] + t.generated[rid] - t.computed[rid])
+    return InvalidPlanError(f"rule 'tokens available (1 <= n <= pending)': request {rid} asks {tokens} of {pend}")
+
+
+def blocks_needed(engine: Engine, ids: IntArray, n: IntArray, k: int = 1) -> IntArray:
+    """New blocks each row needs after ``k`` repetitions (admission reservation included)."""
+    t = engine.table
+    out: IntArray = kernels.blocks_needed(
+        ids, n, k, t.state, t.prompt, t.generated, t.computed, t.blocks, engine.pool.block_size,
+        engine.prompt_allocation,
+    )  # fmt: skip
+    return out
 
 
 def _kv_limit(engine: Engine, ids: IntArray, n: IntArray, k: int) -> int:
     free = engine.pool.free
-    if int(engine.blocks_needed(ids, n, k).sum()) <= free:
+    if int(blocks_needed(engine, ids, n, k).sum()) <= free:
         return k
-    lo, hi = 1, k  # need(lo) fits (validated), need(hi) does not
+    lo, hi = 1, k  # need(lo) fits (checked before), need(hi) does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if int(engine.blocks_needed(ids, n, mid).sum()) <= free:
+        if int(blocks_needed(engine, ids, n, mid).sum()) <= free:
             lo = mid
         else:
             hi = mid
@@ -89,17 +102,17 @@ def iteration_ends(t0: float, durations: FloatArray) -> FloatArray:
     return out
 
 
-def stretch_length(engine: Engine, plan: BatchPlan, work: IterationWork) -> tuple[int, FloatArray]:
-    """How many iterations of ``work`` to commit at once, and their durations."""
-    k = _structural_limit(engine, plan, work)
+def run_iterations(engine: Engine, plan: BatchPlan, prep: Prepared) -> FloatArray:
+    """Run one iteration, or a fast-forward stretch; return the end time of each iteration."""
+    work = prep.work
+    k = prep.k
     if k > 1:
         k = _kv_limit(engine, work.ids, work.n_tokens, k)
     if k == 1:
-        return 1, np.array([engine.runner.run(work)], dtype=np.float64)
-    durations = engine.runner.run_stretch(work, k)
-    ends = iteration_ends(engine.now, durations)
+        return np.array([engine.now + engine.runner.run(work)], dtype=np.float64)
+    ends = iteration_ends(engine.now, engine.runner.run_stretch(work, k))
     if plan.arrival_sensitive:
         k = _time_limit(ends, engine.next_arrival_time, k)
     k = _time_limit(ends, plan.wake_at, k)
     k = _time_limit(ends, engine.next_sample_time, k)
-    return k, durations[:k]
+    return ends[:k]

@@ -54,6 +54,8 @@ COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("tbt_viol", np.int64, 0),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+# Scratch columns of the engine (not part of results): ``mark`` detects duplicate ids in a plan.
+_INTERNAL: tuple[tuple[str, type, float], ...] = (("mark", np.int64, -1),)
 
 
 class RequestTable:
@@ -96,6 +98,7 @@ class RequestTable:
     tbt_sum: np.ndarray
     tbt_n: np.ndarray
     tbt_viol: np.ndarray
+    mark: np.ndarray
 
     def __init__(self, capacity: int = 1024) -> None:
         self.n = 0
@@ -105,7 +108,7 @@ class RequestTable:
         self._grow(max(16, capacity))
 
     def _grow(self, cap: int) -> None:
-        for name, dtype, fill in COLUMNS:
+        for name, dtype, fill in COLUMNS + _INTERNAL:
             new: np.ndarray = np.full(cap, fill, dtype=dtype)
             if self._cap:
                 new[: self.n] = getattr(self, name)[: self.n]

@@ -1,0 +1,71 @@
+"""Simulation speed: 10,000 ShareGPT-length requests through Sarathi-Serve on H100 / Llama-2-7B.
+
+Setup (issue "Simulation engine", speed.md): prompt/output lengths drawn from the ShareGPT length-stats
+file in ``../shared/traces`` with totals above 4096 tokens removed (spec §1.5), Poisson arrivals at
+``--rate`` (default: near Sarathi-Serve's capacity on this setup, measured with ``llmsched capacity``
+and recorded in docs/benchmarks.md), Sarathi-Serve with chunk 512 and batch cap 128, roofline cost
+model for H100-80GB / Llama-2-7B with the KV pool derived from GPU memory.
+
+Prints wall seconds of the simulation (workload streaming included), iterations, iterations per
+second, decisions and peak RSS; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+
+from llmsched_gym.core.engine import EngineConfig
+from llmsched_gym.core.kv import KVConfig
+from llmsched_gym.core.recorder import RecorderConfig
+from llmsched_gym.core.runner import SimulatedRunner
+from llmsched_gym.costs import make_cost_model
+from llmsched_gym.hardware import get_gpu, get_model, kv_capacity_blocks
+from llmsched_gym.schedulers import make_scheduler
+from llmsched_gym.simulate import simulate
+from llmsched_gym.workloads import make_workload
+
+DEFAULT_RATE = 2.2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="requests (default 10000)")
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="Poisson rate, req/s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-fast-forward", action="store_true", help="step one iteration at a time")
+    args = parser.parse_args()
+    gpu, model = get_gpu("H100-80GB"), get_model("Llama-2-7B")
+    cfg = EngineConfig(
+        KVConfig(kv_capacity_blocks(gpu, model)),
+        fast_forward=not args.no_fast_forward,
+        recorder=RecorderConfig(sample_dt=1.0),
+    )
+    runner = SimulatedRunner(make_cost_model("roofline", gpu=gpu, model=model))
+    workload = make_workload(
+        "sharegpt", rng=np.random.default_rng(args.seed), n_requests=args.n, rate=args.rate, max_total=4096
+    )
+    sched = make_scheduler("sarathi", chunk_size=512, max_num_seqs=128)
+    t0 = time.perf_counter()
+    res = simulate(workload, sched, runner, cfg, seed=args.seed)
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out = {
+        "wall_s": round(wall, 3),
+        "iterations": res.iterations,
+        "iterations_per_s": round(res.iterations / wall),
+        "decisions": res.decisions,
+        "requests": res.n_requests,
+        "simulated_s": round(res.end_time, 1),
+        "peak_rss_mb": round(rss_mb, 1),
+    }
+    print(f"{res.n_requests} requests, {res.iterations} iterations, {res.decisions} decisions in {wall:.3f} s wall")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Compiled (numba) kernels of the engine's hot path: plan checking and stretch commit.
+
+Both loop once over the plan's rows, so an engine step costs two compiled calls instead of a hundred
+small numpy operations (speed.md: ~1 µs per numpy call would exhaust the per-iteration budget).
+They read and write the request table's columns in place. Error codes are turned into
+:class:`~llmsched_gym.errors.InvalidPlanError` messages by the engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+OK = 0
+ERR_UNKNOWN = 1
+ERR_STATE = 2
+ERR_TOKENS = 3
+ERR_DUPLICATE = 4
+
+_WAITING = 1
+_RUNNING = 2
+_FINISHED = 3
+
+
+@njit(cache=True)
+def _after_blocks(c, x, k, p, g, held, bs, reserve):  # type: ignore[no-untyped-def]
+    after = (c + k * x + bs - 1) // bs
+    if reserve:
+        res = (p + g + bs - 1) // bs
+        if res > after:
+            after = res
+    return max(after - held, 0)
+
+
+@njit(cache=True)
+def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, blocks, target, emitted, bs,
+            prompt_alloc, repeat):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Validate rows, classify decodes, sum new blocks for one iteration and bound the stretch.
+
+    Returns ``(err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k)``.
+    """
+    m = ids.size
+    start = np.empty(m, np.int64)
+    is_dec = np.zeros(m, np.bool_)
+    samples = np.zeros(m, np.bool_)
+    pre_tokens = np.empty(m, np.int64)
+    pre_ctx = np.empty(m, np.int64)
+    n_pre = 0
+    n_dec = 0
+    dec_ctx = 0
+    need1 = 0
+    k = repeat
+    for i in range(m):
+        r = ids[i]
+        if r < 0 or r >= n_arrived:
+            return ERR_UNKNOWN, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+        s = state[r]
+        if s != _WAITING and s != _RUNNING:
+            return ERR_STATE, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+        if mark[r] == stamp:
+            return ERR_DUPLICATE, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+        mark[r] = stamp
+        c = computed[r]
+        g = generated[r]
+        p = prompt[r]
+        pend = p + g - c
+        x = n[i]
+        if x < 1 or x > pend:
+            return ERR_TOKENS, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+        start[i] = c
+        samples[i] = x == pend
+        need1 += _after_blocks(c, x, 1, p, g, blocks[r], bs, prompt_alloc and s == _WAITING)
+        if pend == 1 and g >= 1:
+            is_dec[i] = True
+            n_dec += 1
+            dec_ctx += c
+            k = min(k, target[r] - g)
+            behind = emitted[r] - g
+            if behind > 0:
+                k = min(k, behind)
+        else:
+            pre_tokens[n_pre] = x
+            pre_ctx[n_pre] = c
+            n_pre += 1
+            k = min(k, pend // x)
+    return OK, -1, start, is_dec, samples, pre_tokens[:n_pre], pre_ctx[:n_pre], n_dec, dec_ctx, need1, max(k, 1)
+
+
+@njit(cache=True)
+def blocks_needed(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc):  # type: ignore[no-untyped-def]
+    """New blocks each row needs after ``k`` repetitions (admission reservation included)."""
+    out = np.empty(ids.size, np.int64)
+    for i in range(ids.size):
+        r = ids[i]
+        reserve = prompt_alloc and state[r] == _WAITING
+        out[i] = _after_blocks(computed[r], n[i], k, prompt[r], generated[r], blocks[r], bs, reserve)
+    return out
+
+
+@njit(cache=True)
+def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt, generated, computed, blocks,
+           target, emitted, prompt_done, first_sched, first_token, last_token, finish, admit_time, admit_seq,
+           tbt_max, tbt_sum, tbt_n, tbt_viol, slo_tbt):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Apply ``ends.size`` iterations of ``{ids: n}``; see :mod:`llmsched_gym.core.commit`.
+
+    Returns ``(new_blocks, freed_blocks, admitted, finished, gaps1, n_shared_rows, emit_rows, emit_counts)``.
+    """
+    m = ids.size
+    k = ends.size
+    t_end = ends[k - 1]
+    n_shared = k - 1
+    shared_sum = 0.0
+    shared_max = 0.0
+    sorted_shared = np.sort(ends[1:] - ends[:-1]) if k > 1 else np.empty(0, np.float64)
+    if k > 1:
+        shared_sum = sorted_shared.sum()
+        shared_max = sorted_shared[-1]
+    admitted = np.empty(m, np.int64)
+    finished = np.empty(m, np.int64)
+    gaps1 = np.empty(m, np.float64)
+    emit_rows = np.empty(m, np.int64)
+    emit_counts = np.empty(m, np.int64)
+    n_adm = n_fin = n_gap = n_emit = n_shared_rows = 0
+    new_blocks = 0
+    freed = 0
+    for i in range(m):
+        r = ids[i]
+        x = n[i]
+        p = prompt[r]
+        g0 = generated[r]
+        add = _after_blocks(computed[r], x, k, p, g0, blocks[r], bs, prompt_alloc and state[r] == _WAITING)
+        blocks[r] += add
+        new_blocks += add
+        if state[r] == _WAITING:
+            state[r] = _RUNNING
+            admit_time[r] = t0
+            admit_seq[r] = admit_seq0 + n_adm
+            admitted[n_adm] = r
+            n_adm += 1
+        if np.isnan(first_sched[r]):
+            first_sched[r] = t0
+        c1 = computed[r] + k * x
+        computed[r] = c1
+        prompt_done[r] = max(prompt_done[r], min(c1, p))
+        if is_dec[i]:
+            g1 = g0 + k
+        elif c1 == p + g0:
+            g1 = g0 + 1
+        else:
+            g1 = g0
+        generated[r] = g1
+        e0 = emitted[r]
+        if g1 > e0:
+            count = g1 - max(g0, e0)
+            t_first = ends[k - count]
+            if e0 == 0:
+                first_token[r] = t_first
+            else:
+                gap = t_first - last_token[r]
+                gaps1[n_gap] = gap
+                n_gap += 1
+                tbt_max[r] = max(tbt_max[r], gap)
+                tbt_sum[r] += gap
+                tbt_n[r] += 1
+                if gap > slo_tbt[r]:
+                    tbt_viol[r] += 1
+            if is_dec[i] and count > 1:
+                n_shared_rows += 1
+                tbt_max[r] = max(tbt_max[r], shared_max)
+                tbt_sum[r] += shared_sum
+                tbt_n[r] += n_shared
+                if slo_tbt[r] < np.inf:
+                    tbt_viol[r] += n_shared - np.searchsorted(sorted_shared, slo_tbt[r], side="right")
+            last_token[r] = t_end
+            emitted[r] = e0 + count
+            emit_rows[n_emit] = r
+            emit_counts[n_emit] = count
+            n_emit += 1
+        if g1 >= target[r]:
+            finish[r] = t_end
+            state[r] = _FINISHED
+            freed += blocks[r]
+            blocks[r] = 0
+            finished[n_fin] = r
+            n_fin += 1
+    return (new_blocks, freed, admitted[:n_adm], finished[:n_fin], gaps1[:n_gap], n_shared_rows,
+            emit_rows[:n_emit], emit_counts[:n_emit])  # fmt: skip
