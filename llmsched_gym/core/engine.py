@@ -363,11 +363,6 @@ class Engine:
         return StepResult(t0, self.now, k, tokens, out.emitted, finished, evicted)
 
     # ---- sampling ------------------------------------------------------------------------
-    @property
-    def next_sample_time(self) -> float:
-        """Time of the next time-series sample (inf when disabled)."""
-        return self.recorder.next_sample
-
     def _sample_until(self, now: float) -> None:
         rec = self.recorder
         dt = rec.config.sample_dt

@@ -17,7 +17,8 @@ class RecorderConfig:
         iterations: Keep a per-stretch iteration log (start, duration, iterations, prefill tokens,
             decodes, KV blocks used).
         sample_dt: Period in simulated seconds of the time series (KV use, queue lengths, per-client
-            service); ``None`` disables it. Sample times are engine events, so sampling is exact.
+            service); ``None`` disables it. A sample is taken at the first decision point at or after
+            each multiple of ``sample_dt`` and stamped with that point's time.
         token_times: Keep every emitted token's time per request (memory heavy; for tests, the env
             and detailed analysis).
     """

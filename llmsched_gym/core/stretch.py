@@ -8,8 +8,11 @@ change the scheduler's decision happens inside it. The stretch ends at the first
 * a prefill row completing its prefill (or having less than one chunk left);
 * a decode row finishing (or, in full-restart catch-up, starting to emit again);
 * the first iteration whose KV allocation would not fit;
-* the iteration during which the next arrival happens (if the plan is arrival-sensitive), the
-  plan's ``wake_at`` passes, or the next time-series sample is due.
+* the iteration during which the next arrival happens (if the plan is arrival-sensitive) or the
+  plan's ``wake_at`` passes.
+
+Time-series samples are taken at the first decision point at or after each sample time (with that
+point's actual time), so sampling never shortens a stretch.
 """
 
 from __future__ import annotations
@@ -114,5 +117,4 @@ def run_iterations(engine: Engine, plan: BatchPlan, prep: Prepared) -> FloatArra
     if plan.arrival_sensitive:
         k = _time_limit(ends, engine.next_arrival_time, k)
     k = _time_limit(ends, plan.wake_at, k)
-    k = _time_limit(ends, engine.next_sample_time, k)
     return ends[:k]
