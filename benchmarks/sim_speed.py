@@ -29,7 +29,7 @@ from llmsched_gym.schedulers import make_scheduler
 from llmsched_gym.simulate import simulate
 from llmsched_gym.workloads import make_workload
 
-DEFAULT_RATE = 2.2
+DEFAULT_RATE = 4.4  # Sarathi-Serve capacity here: 4.5 req/s (llmsched capacity, 2048 requests, docs/benchmarks.md)
 
 
 def main() -> None:

@@ -27,6 +27,13 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--duration", type=float, default=None, help="keep arrivals before this many seconds")
     w.add_argument("--trace-dir", default=None, help="folder with public trace files (default: ../shared/traces)")
     w.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    w.add_argument(
+        "--workload-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="workload option, repeatable (e.g. --workload-option max_total=4096 --workload-option cv=2)",
+    )
     h = p.add_argument_group("hardware and cost model")
     h.add_argument("--gpu", default="H100-80GB", help="GPU: H100-80GB, H200, A100-80GB (default H100-80GB)")
     h.add_argument("--model", default="Llama-2-7B", help="model shape, e.g. Llama-2-7B, Mistral-7B, Llama-3-8B")
@@ -63,13 +70,13 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def scheduler_params(pairs: list[str]) -> dict[str, Any]:
+def scheduler_params(pairs: list[str], flag: str = "--param") -> dict[str, Any]:
     """``["k=v", ...]`` to a dict, with a clear error for malformed pairs."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--param {pair!r}: expected KEY=VALUE, e.g. --param chunk_size=512")
+            raise SystemExit(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} chunk_size=512")
         out[key.strip()] = parse_value(value.strip())
     return out
 
@@ -118,6 +125,7 @@ def build_workload(args: argparse.Namespace, rate: float | None = None, seed: in
         rate=args.rate if rate is None else rate,
         duration=args.duration,
         trace_dir=args.trace_dir,
+        **scheduler_params(args.workload_option, "--workload-option"),
     )
 
 

@@ -80,7 +80,10 @@ def run_compare(args: argparse.Namespace) -> int:
     params = scheduler_params(args.param)
     spec = SweepSpec(
         schedulers=names, rates=rates, seeds=tuple(int(s) for s in args.seeds.split(",")), workload=args.workload,
-        workload_kwargs={"n_requests": args.n_requests, "duration": args.duration, "trace_dir": args.trace_dir},
+        workload_kwargs={
+            "n_requests": args.n_requests, "duration": args.duration, "trace_dir": args.trace_dir,
+            **scheduler_params(args.workload_option, "--workload-option"),
+        },
         cost_model=args.cost_model, cost_kwargs={"gpu": args.gpu, "model": args.model, "tp": args.tp},
         engine=setup.engine_config, scheduler_params={n: params for n in names},
     )  # fmt: skip
