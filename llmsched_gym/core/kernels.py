@@ -34,8 +34,11 @@ def _after_blocks(c, x, k, p, g, held, bs, reserve):  # type: ignore[no-untyped-
 
 @njit(cache=True)
 def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, blocks, target, emitted, bs,
-            prompt_alloc, repeat):  # type: ignore[no-untyped-def]  # fmt: skip
+            prompt_alloc, repeat, free):  # type: ignore[no-untyped-def]  # fmt: skip
     """Validate rows, classify decodes, sum new blocks for one iteration and bound the stretch.
+
+    The stretch bound ``k`` is structural (no prefill completes and no decode finishes before the
+    last iteration) and, when one iteration fits in ``free`` blocks, also KV-feasible.
 
     Returns ``(err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k)``.
     """
@@ -83,7 +86,51 @@ def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, 
             pre_ctx[n_pre] = c
             n_pre += 1
             k = min(k, pend // x)
-    return OK, -1, start, is_dec, samples, pre_tokens[:n_pre], pre_ctx[:n_pre], n_dec, dec_ctx, need1, max(k, 1)
+    k = max(k, 1)
+    if k > 1 and need1 <= free:
+        k = _kv_limit(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc, free)
+    return OK, -1, start, is_dec, samples, pre_tokens[:n_pre], pre_ctx[:n_pre], n_dec, dec_ctx, need1, k
+
+
+@njit(cache=True)
+def _need_total(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc):  # type: ignore[no-untyped-def]
+    total = 0
+    for i in range(ids.size):
+        r = ids[i]
+        reserve = prompt_alloc and state[r] == _WAITING
+        total += _after_blocks(computed[r], n[i], k, prompt[r], generated[r], blocks[r], bs, reserve)
+    return total
+
+
+@njit(cache=True)
+def _kv_limit(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc, free):  # type: ignore[no-untyped-def]
+    """Largest j <= k whose j-iteration allocation fits in ``free`` (one iteration is known to fit)."""
+    if _need_total(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc) <= free:
+        return k
+    lo = 1
+    hi = k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _need_total(ids, n, mid, state, prompt, generated, computed, blocks, bs, prompt_alloc) <= free:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def stretch_ends(t0, durations, deadline_a, deadline_b):  # type: ignore[no-untyped-def]
+    """End times of consecutive iterations (accumulated as a step loop would), cut after the first
+    iteration that reaches either deadline (``inf`` for none)."""
+    k = durations.size
+    ends = np.empty(k, np.float64)
+    t = t0
+    for j in range(k):
+        t = t + durations[j]
+        ends[j] = t
+        if t >= deadline_a or t >= deadline_b:
+            return ends[: j + 1]
+    return ends
 
 
 @njit(cache=True)

@@ -30,6 +30,7 @@ from llmsched_gym.errors import InvalidPlanError
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
+_INF = float("inf")
 _STATE_NAMES = {0: "unknown", 1: "waiting", 2: "running", 3: "finished", 4: "rejected"}
 
 
@@ -47,7 +48,7 @@ def prepare(engine: Engine, ids: IntArray, n: IntArray, repeat: int) -> Prepared
     engine.stamp += 1
     out = kernels.prepare(
         ids, n, t.mark, engine.stamp, t.n, t.state, t.prompt, t.generated, t.computed, t.blocks, t.target,
-        t.emitted, engine.pool.block_size, engine.prompt_allocation, repeat,
+        t.emitted, engine.pool.block_size, engine.prompt_allocation, repeat, engine.pool.free,
     )  # fmt: skip
     err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k = out
     if err != kernels.OK:
@@ -78,43 +79,28 @@ def blocks_needed(engine: Engine, ids: IntArray, n: IntArray, k: int = 1) -> Int
     return out
 
 
-def _kv_limit(engine: Engine, ids: IntArray, n: IntArray, k: int) -> int:
-    free = engine.pool.free
-    if int(blocks_needed(engine, ids, n, k).sum()) <= free:
-        return k
-    lo, hi = 1, k  # need(lo) fits (checked before), need(hi) does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if int(blocks_needed(engine, ids, n, mid).sum()) <= free:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _time_limit(ends: FloatArray, deadline: float | None, k: int) -> int:
-    if deadline is None or deadline == float("inf"):
-        return k
-    idx = int(np.searchsorted(ends[:k], deadline, side="left"))
-    return min(k, idx + 1)
-
-
 def iteration_ends(t0: float, durations: FloatArray) -> FloatArray:
     """End times of consecutive iterations, accumulated exactly as a step-by-step loop would."""
-    out: FloatArray = np.cumsum(np.concatenate(([t0], durations)))[1:]
+    out: FloatArray = kernels.stretch_ends(t0, durations, _INF, _INF)
     return out
 
 
 def run_iterations(engine: Engine, plan: BatchPlan, prep: Prepared) -> FloatArray:
-    """Run one iteration, or a fast-forward stretch; return the end time of each iteration."""
+    """Run one iteration, or a fast-forward stretch; return the end time of each iteration.
+
+    ``prep.k`` is already bounded by the plan's repeat, the structure of the rows and KV capacity;
+    the stretch is further cut after the iteration during which an arrival (if the plan is
+    arrival-sensitive) or the plan's wake-up time falls.
+    """
     work = prep.work
-    k = prep.k
-    if k > 1:
-        k = _kv_limit(engine, work.ids, work.n_tokens, k)
-    if k == 1:
+    if prep.k == 1:
         return np.array([engine.now + engine.runner.run(work)], dtype=np.float64)
-    ends = iteration_ends(engine.now, engine.runner.run_stretch(work, k))
-    if plan.arrival_sensitive:
-        k = _time_limit(ends, engine.next_arrival_time, k)
-    k = _time_limit(ends, plan.wake_at, k)
-    return ends[:k]
+    arrival = engine.next_arrival_time if plan.arrival_sensitive else None
+    wake = plan.wake_at
+    ends: FloatArray = kernels.stretch_ends(
+        engine.now,
+        engine.runner.run_stretch(work, prep.k),
+        _INF if arrival is None else arrival,
+        _INF if wake is None else wake,
+    )
+    return ends
