@@ -18,11 +18,21 @@ Deviations from the paper and code:
       as the code does, and the iteration is counted in ``budget_overruns`` (spec §6, [decision]).
     * Time-to-arrival is not modelled inside the scheduler: it sees requests once they have arrived.
     * ``tile_align`` (round the prefill budget down to a multiple of 32) is a project option, off by
-      default; dynamic chunking is not implemented here.
+      default.
+    * Dynamic chunking (``dynamic_chunking=True``, off by default; code
+      ``_compute_chunk_size_schedule``): stage chunk sizes are ``linspace(low, high, stages)`` reversed and
+      rounded to a multiple of ``min(32, low)``; a row's stage is ``computed // ceil(max_tokens / stages)``
+      where ``computed`` counts the KV tokens of the (re-)prefill already processed. The code asserts the
+      stage index is in range; here prefills past ``chunk_max_tokens`` keep the last (smallest) chunk. The
+      code's budget ``stage_chunk - batched_tokens`` can go negative when decodes exceed the stage chunk;
+      here it is clamped to 0 (the prefill waits). Budget overruns are counted against the largest chunk.
+    * A waiting request whose (re-)prefill needs more blocks than the pool holds above the watermark is
+      rejected (the code's ``AllocStatus.NEVER``) instead of blocking the queue forever.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +54,11 @@ class SarathiConfig:
         max_model_len: Requests whose prompt plus generated tokens exceed it are rejected; ``None``
             leaves only the engine's can-never-fit check.
         tile_align: Round the prefill share of the budget down to a multiple of 32 when possible.
+        dynamic_chunking: Use the code's stage-wise decreasing chunk sizes instead of ``chunk_size``.
+        chunk_low: Smallest stage chunk (dynamic chunking).
+        chunk_high: Largest stage chunk, used for the first stage (dynamic chunking).
+        chunk_stages: Number of stages (dynamic chunking).
+        chunk_max_tokens: Prefill tokens spread over the stages (code ``chunk_schedule_max_tokens``).
     """
 
     chunk_size: int = 512
@@ -51,6 +66,11 @@ class SarathiConfig:
     order: str = "fcfs"
     max_model_len: int | None = None
     tile_align: bool = False
+    dynamic_chunking: bool = False
+    chunk_low: int = 128
+    chunk_high: int = 2048
+    chunk_stages: int = 16
+    chunk_max_tokens: int = 8192
 
     def __post_init__(self) -> None:
         """Validate parameters."""
@@ -62,6 +82,22 @@ class SarathiConfig:
             raise ValueError(f"SarathiConfig: order={self.order!r} must be 'fcfs' or 'spf'")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"SarathiConfig: max_model_len={self.max_model_len} must be >= 1 or None")
+        if not 1 <= self.chunk_low <= self.chunk_high:
+            raise ValueError(
+                f"SarathiConfig: chunk_low={self.chunk_low}, chunk_high={self.chunk_high} must satisfy "
+                "1 <= chunk_low <= chunk_high (defaults 128 and 2048)"
+            )
+        if self.chunk_stages < 1 or self.chunk_max_tokens < 1:
+            raise ValueError(
+                f"SarathiConfig: chunk_stages={self.chunk_stages}, chunk_max_tokens={self.chunk_max_tokens} "
+                "must be >= 1 (defaults 16 and 8192)"
+            )
+
+    def chunk_schedule(self) -> tuple[int, ...]:
+        """Dynamic-chunking stage sizes, largest first (code ``_compute_chunk_size_schedule``)."""
+        sizes = np.linspace(self.chunk_low, self.chunk_high, self.chunk_stages, dtype=np.int32)[::-1]
+        step = min(32, self.chunk_low)
+        return tuple(int(c) for c in (np.round(sizes / step) * step).astype(np.int64))
 
 
 class SarathiServe:
@@ -73,6 +109,11 @@ class SarathiServe:
         order: ``"fcfs"`` or ``"spf"``.
         max_model_len: Optional length limit (rejects longer requests).
         tile_align: Round the prefill budget down to a multiple of 32.
+        dynamic_chunking: Stage-wise decreasing chunk sizes (spec §6 "Options").
+        chunk_low: Smallest stage chunk.
+        chunk_high: Largest (first-stage) chunk.
+        chunk_stages: Number of stages.
+        chunk_max_tokens: Prefill tokens spread over the stages.
     """
 
     requirements = EngineRequirements(allocation="prompt")
@@ -84,9 +125,27 @@ class SarathiServe:
         order: str = "fcfs",
         max_model_len: int | None = None,
         tile_align: bool = False,
+        dynamic_chunking: bool = False,
+        chunk_low: int = 128,
+        chunk_high: int = 2048,
+        chunk_stages: int = 16,
+        chunk_max_tokens: int = 8192,
     ) -> None:
-        self.config = SarathiConfig(chunk_size, max_num_seqs, order, max_model_len, tile_align)
+        self.config = SarathiConfig(
+            chunk_size,
+            max_num_seqs,
+            order,
+            max_model_len,
+            tile_align,
+            dynamic_chunking,
+            chunk_low,
+            chunk_high,
+            chunk_stages,
+            chunk_max_tokens,
+        )
         self.name = "sarathi" if order == "fcfs" else "sarathi-spf"
+        self._chunks = self.config.chunk_schedule() if dynamic_chunking else (chunk_size,)
+        self._stage_tokens = -(-chunk_max_tokens // chunk_stages)
         self.queue = WaitingQueue()
         self.budget_overruns = 0
 
@@ -114,7 +173,7 @@ class SarathiServe:
             decodes, partials, preempted, free = self._decode_with_preemption(view, running.tolist(), free)
         tokens: dict[int, int] = dict.fromkeys(decodes, 1)
         used = len(decodes)
-        if used > self.config.chunk_size:
+        if used > self._chunks[0]:
             self.budget_overruns += 1
         used = self._partial_prefills(view, partials, tokens, used)
         admitted, rejects = self._admit(view, tokens, used, free, len(running) - len(preempted))
@@ -122,44 +181,74 @@ class SarathiServe:
         if preempted:
             self.queue.push_front(sorted(preempted))
             return BatchPlan.of(tokens, preempt=preempted, reject=rejects)
-        sensitive = used < self.config.chunk_size and (len(self.queue) == 0 or self.config.order == "spf")
-        return BatchPlan.of(tokens, reject=rejects, repeat=UNBOUNDED_REPEAT, arrival_sensitive=sensitive)
+        open_queue = len(self.queue) == 0 or self.config.order == "spf"
+        # An arrival matters if it could be admitted, or rejected for its length (checked before the budget).
+        sensitive = open_queue and (used < self._chunks[0] or self.config.max_model_len is not None)
+        repeat = self._repeat(view, tokens, len(decodes), partials)
+        return BatchPlan.of(tokens, reject=rejects, repeat=repeat, arrival_sensitive=sensitive)
+
+    def _chunk_limit(self, view: EngineView, rid: int) -> int:
+        """The request's chunk size: ``chunk_size``, or its dynamic-chunking stage size."""
+        return self._limit_at(int(view.computed[rid]))
+
+    def _limit_at(self, done: int) -> int:
+        if not self.config.dynamic_chunking:
+            return self.config.chunk_size
+        return self._chunks[min(done // self._stage_tokens, len(self._chunks) - 1)]
+
+    def _repeat(self, view: EngineView, tokens: dict[int, int], n_decodes: int, partials: list[int]) -> int:
+        """How many times the plan may repeat before it could change without an engine event.
+
+        By default a prefill row that gets less than its pending tokens uses up the budget, so the plan
+        holds until an event. With tile alignment or dynamic chunking a row can leave budget to later
+        rows; the next iteration's plan is then re-derived (rows re-sorted by id, as they will be) and
+        must come out the same, and dynamic chunks hold only until a row reaches its next stage.
+        """
+        cfg = self.config
+        rows = list(tokens.items())[n_decodes:]
+        if not (cfg.tile_align or cfg.dynamic_chunking) or any(view.pending(r) < 2 * n for r, n in rows):
+            return UNBOUNDED_REPEAT  # (in the second case a row completes or runs short: the engine stops)
+        if not self._same_next(view, dict(rows), partials, n_decodes):
+            return 1
+        return self._stage_repeat(view, rows) if cfg.dynamic_chunking else UNBOUNDED_REPEAT
+
+    def _same_next(self, view: EngineView, planned: dict[int, int], partials: list[int], used: int) -> bool:
+        """Whether the partial-prefill pass after one iteration of ``planned`` gives the same chunks."""
+        for rid in sorted(planned.keys() | set(partials)):
+            n = planned.get(rid, 0)
+            chunk = min(view.pending(rid) - n, self._budget_left(used, self._limit_at(int(view.computed[rid]) + n)))
+            if chunk != n:
+                return False
+            used += chunk
+        return True
+
+    def _stage_repeat(self, view: EngineView, rows: list[tuple[int, int]]) -> int:
+        """Iterations until some prefill row enters its next chunk stage (the plan is stable until then)."""
+        repeat = UNBOUNDED_REPEAT
+        last = len(self._chunks) - 1
+        for rid, n in rows:
+            done = int(view.computed[rid])
+            stage = done // self._stage_tokens
+            if stage < last:
+                repeat = min(repeat, -(-((stage + 1) * self._stage_tokens - done) // n))
+        return repeat
 
     def _decode_with_preemption(
         self, view: EngineView, order: list[int], free: int
     ) -> tuple[list[int], list[int], list[int], int]:
         """Sarathi's decode pass when slots run out: preempt the youngest unprocessed request."""
-        decodes: list[int] = []
-        partials: list[int] = []
-        preempted: list[int] = []
-        bs = view.block_size
-        while order:
-            rid = order.pop(0)
-            if view.pending(rid) != 1 or view.generated[rid] < 1:
-                partials.append(rid)
-                continue
-            need = max(0, -(-(int(view.computed[rid]) + 1) // bs) - int(view.blocks[rid]))
-            while need > free and order:
-                victim = order.pop()
-                preempted.append(victim)
-                free += int(view.blocks[victim])
-            if need > free:
-                preempted.append(rid)
-                free += int(view.blocks[rid])
-                continue
-            free -= need
-            decodes.append(rid)
-        return decodes, partials, preempted, free
+        return decode_with_preemption(view, order, free)
 
-    def _budget_left(self, used: int) -> int:
-        left = self.config.chunk_size - used
+    def _budget_left(self, used: int, limit: int | None = None) -> int:
+        """Prefill tokens still available under ``limit`` (default ``chunk_size``) after ``used``."""
+        left = (self.config.chunk_size if limit is None else limit) - used
         if self.config.tile_align and left > 32:
             left -= left % 32
         return max(left, 0)
 
     def _partial_prefills(self, view: EngineView, partials: list[int], tokens: dict[int, int], used: int) -> int:
         for rid in partials:
-            chunk = min(view.pending(rid), self._budget_left(used))
+            chunk = min(view.pending(rid), self._budget_left(used, self._chunk_limit(view, rid)))
             if chunk > 0:
                 tokens[rid] = chunk
                 used += chunk
@@ -183,8 +272,12 @@ class SarathiServe:
                 rejects.append((rid, f"{pend} tokens exceed max_model_len={cfg.max_model_len}"))
                 q.popleft()
                 continue
-            chunk = min(pend, self._budget_left(used + added))
             blocks = view.admission_blocks(rid)
+            if blocks > view.total_blocks - view.watermark_blocks:
+                rejects.append((rid, f"needs {blocks} KV blocks, more than the pool holds above the watermark"))
+                q.popleft()
+                continue
+            chunk = min(pend, self._budget_left(used + added, self._chunk_limit(view, rid)))
             if chunk == 0 or n_active + 1 > cfg.max_num_seqs or free - blocks < view.watermark_blocks:
                 break
             q.popleft()
@@ -193,3 +286,45 @@ class SarathiServe:
             free -= blocks
             n_active += 1
         return added, rejects
+
+
+def decode_with_preemption(
+    view: EngineView, order: list[int], free: int
+) -> tuple[list[int], list[int], list[int], int]:
+    """The Sarathi/vLLM decode pass when KV slots run out (spec §6 step 2, §3 step 3).
+
+    Walks ``order`` from the head. Rows that are not decodes are set aside as partial prefills. A decode
+    that needs a new block while none is free recompute-preempts the request at the tail of ``order``
+    (the youngest unprocessed one) until the block fits, or itself when nothing is left.
+
+    Args:
+        view: The engine view.
+        order: Running request ids, highest priority first.
+        free: Free KV blocks.
+
+    Returns:
+        ``(decodes, partials, preempted, free)``: scheduled decodes, set-aside prefills, victims in
+        preemption order, and the free blocks left.
+    """
+    decodes: list[int] = []
+    partials: list[int] = []
+    preempted: list[int] = []
+    bs = view.block_size
+    todo = deque(order)
+    while todo:
+        rid = todo.popleft()
+        if view.pending(rid) != 1 or view.generated[rid] < 1:
+            partials.append(rid)
+            continue
+        need = max(0, -(-(int(view.computed[rid]) + 1) // bs) - int(view.blocks[rid]))
+        while need > free and todo:
+            victim = todo.pop()
+            preempted.append(victim)
+            free += int(view.blocks[victim])
+        if need > free:
+            preempted.append(rid)
+            free += int(view.blocks[rid])
+            continue
+        free -= need
+        decodes.append(rid)
+    return decodes, partials, preempted, free

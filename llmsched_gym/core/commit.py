@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 from llmsched_gym.core import kernels
 from llmsched_gym.core.batch import FloatArray, IntArray, IterationWork
 
@@ -35,18 +33,19 @@ class CommitOutcome(NamedTuple):
 def commit_iterations(engine: Engine, work: IterationWork, ends: FloatArray) -> CommitOutcome:
     """Apply ``len(ends)`` iterations of ``work`` ending at ``ends`` and record TBT samples."""
     t = engine.table
-    new, freed, admitted, finished, gaps1, n_shared_rows, emit_rows, emit_counts = kernels.commit(
+    out = kernels.commit(
         work.ids, work.n_tokens, work.is_decode, ends, engine.now, engine.pool.block_size, engine.prompt_allocation,
         engine.admit_counter, t.state, t.prompt, t.generated, t.computed, t.blocks, t.target, t.emitted,
         t.prompt_done, t.first_sched, t.first_token, t.last_token, t.finish, t.admit_time, t.admit_seq,
         t.tbt_max, t.tbt_sum, t.tbt_n, t.tbt_viol, t.slo_tbt,
     )  # fmt: skip
+    new, freed, admitted, finished, gaps1, shared, n_shared_rows, emitted, emit_rows, emit_counts = out
     rec = engine.recorder
     rec.add_tbt(gaps1)
     if n_shared_rows:
-        rec.add_tbt(np.diff(ends), int(n_shared_rows))
+        rec.add_tbt(shared, int(n_shared_rows))
     if rec.config.token_times and emit_rows.size:
         k = ends.size
         for rid, c in zip(emit_rows.tolist(), emit_counts.tolist(), strict=True):
             rec.token_times.setdefault(rid, []).extend(ends[k - c :].tolist())
-    return CommitOutcome(int(new), int(freed), admitted, finished, int(emit_counts.sum()))
+    return CommitOutcome(int(new), int(freed), admitted, finished, int(emitted))

@@ -116,6 +116,7 @@ class Engine:
         self.prompt_allocation = config.allocation == "prompt"
         self.now = 0.0
         self.last_duration = 0.0
+        self.busy_time = 0.0
         self.iterations = 0
         self.decisions = 0
         self.arrival_mark = 0
@@ -166,13 +167,15 @@ class Engine:
         admit = self.pool.blocks_for(int(t.prompt[rid]))
         usable = self.pool.total - self.pool.watermark_blocks
         if need > self.pool.total:
-            self._reject(rid, f"can never fit: needs {need} KV blocks at completion, pool has {self.pool.total}")
+            reason = f"can never fit: needs {need} KV blocks at completion, pool has {self.pool.total}"
+            self._reject(rid, reason, at=float(t.arrival[rid]))
         elif admit > usable:
-            self._reject(rid, f"prompt needs {admit} KV blocks, more than the {usable} usable above the watermark")
+            reason = f"prompt needs {admit} KV blocks, more than the {usable} usable above the watermark"
+            self._reject(rid, reason, at=float(t.arrival[rid]))
 
-    def _reject(self, rid: int, reason: str) -> None:
+    def _reject(self, rid: int, reason: str, at: float | None = None) -> None:
         self.table.state[rid] = REJECTED
-        self.table.finish[rid] = self.now
+        self.table.finish[rid] = self.now if at is None else at
         self.table.reject_reason[rid] = reason
         self._unfinished -= 1
 
@@ -352,15 +355,16 @@ class Engine:
             self.runner.forget(out.finished)
         self.now = float(ends[-1])
         self.last_duration = float(ends[-1] - (ends[-2] if k > 1 else t0))
+        n_dec = prep.work.summary.n_decodes
         if self.recorder.config.iterations:
-            summary = prep.work.summary
-            n_pre = int(summary.prefill_tokens.sum())
-            self.recorder.iterations.append((t0, self.now - t0, k, n_pre * k, summary.n_decodes * k, self.pool.used))
+            n_pre = prep.tokens - n_dec
+            self.recorder.iterations.append((t0, self.now - t0, k, n_pre * k, n_dec * k, self.pool.used))
         self.iterations += k
+        self.busy_time += self.now - t0
         self._idle_streak = 0
-        self._sample_until(self.now)
-        tokens = int(prep.work.n_tokens.sum()) * k
-        return StepResult(t0, self.now, k, tokens, out.emitted, finished, evicted)
+        if self.now >= self.recorder.next_sample:
+            self._sample_until(self.now)
+        return StepResult(t0, self.now, k, prep.tokens * k, out.emitted, finished, evicted)
 
     # ---- sampling ------------------------------------------------------------------------
     def _sample_until(self, now: float) -> None:

@@ -40,7 +40,8 @@ def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, 
     The stretch bound ``k`` is structural (no prefill completes and no decode finishes before the
     last iteration) and, when one iteration fits in ``free`` blocks, also KV-feasible.
 
-    Returns ``(err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k)``.
+    Returns ``(err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k, tokens)``
+    where ``tokens`` is the iteration's total token count.
     """
     m = ids.size
     start = np.empty(m, np.int64)
@@ -52,16 +53,17 @@ def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, 
     n_dec = 0
     dec_ctx = 0
     need1 = 0
+    tokens = 0
     k = repeat
     for i in range(m):
         r = ids[i]
         if r < 0 or r >= n_arrived:
-            return ERR_UNKNOWN, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+            return ERR_UNKNOWN, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0, 0
         s = state[r]
         if s != _WAITING and s != _RUNNING:
-            return ERR_STATE, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+            return ERR_STATE, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0, 0
         if mark[r] == stamp:
-            return ERR_DUPLICATE, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+            return ERR_DUPLICATE, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0, 0
         mark[r] = stamp
         c = computed[r]
         g = generated[r]
@@ -69,8 +71,9 @@ def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, 
         pend = p + g - c
         x = n[i]
         if x < 1 or x > pend:
-            return ERR_TOKENS, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0
+            return ERR_TOKENS, i, start, is_dec, samples, pre_tokens[:0], pre_ctx[:0], 0, 0, 0, 0, 0
         start[i] = c
+        tokens += x
         samples[i] = x == pend
         need1 += _after_blocks(c, x, 1, p, g, blocks[r], bs, prompt_alloc and s == _WAITING)
         if pend == 1 and g >= 1:
@@ -89,7 +92,7 @@ def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, 
     k = max(k, 1)
     if k > 1 and need1 <= free:
         k = _kv_limit(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc, free)
-    return OK, -1, start, is_dec, samples, pre_tokens[:n_pre], pre_ctx[:n_pre], n_dec, dec_ctx, need1, k
+    return OK, -1, start, is_dec, samples, pre_tokens[:n_pre], pre_ctx[:n_pre], n_dec, dec_ctx, need1, k, tokens
 
 
 @njit(cache=True)
@@ -120,8 +123,10 @@ def _kv_limit(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_
 
 @njit(cache=True)
 def stretch_ends(t0, durations, deadline_a, deadline_b):  # type: ignore[no-untyped-def]
-    """End times of consecutive iterations (accumulated as a step loop would), cut after the first
-    iteration that reaches either deadline (``inf`` for none)."""
+    """End times of consecutive iterations, accumulated as a step-by-step loop would.
+
+    The result is cut after the first iteration that reaches either deadline (``inf`` for none).
+    """
     k = durations.size
     ends = np.empty(k, np.float64)
     t = t0
@@ -150,7 +155,8 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
            tbt_max, tbt_sum, tbt_n, tbt_viol, slo_tbt):  # type: ignore[no-untyped-def]  # fmt: skip
     """Apply ``ends.size`` iterations of ``{ids: n}``; see :mod:`llmsched_gym.core.commit`.
 
-    Returns ``(new_blocks, freed_blocks, admitted, finished, gaps1, n_shared_rows, emit_rows, emit_counts)``.
+    Returns ``(new_blocks, freed_blocks, admitted, finished, gaps1, shared, n_shared_rows, emitted, emit_rows,
+    emit_counts)`` where ``shared`` are the ``k - 1`` iteration gaps every multi-token decode row shares.
     """
     m = ids.size
     k = ends.size
@@ -158,7 +164,8 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
     n_shared = k - 1
     shared_sum = 0.0
     shared_max = 0.0
-    sorted_shared = np.sort(ends[1:] - ends[:-1]) if k > 1 else np.empty(0, np.float64)
+    shared = ends[1:] - ends[:-1]
+    sorted_shared = np.sort(shared)
     if k > 1:
         shared_sum = sorted_shared.sum()
         shared_max = sorted_shared[-1]
@@ -168,6 +175,7 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
     emit_rows = np.empty(m, np.int64)
     emit_counts = np.empty(m, np.int64)
     n_adm = n_fin = n_gap = n_emit = n_shared_rows = 0
+    emitted_total = 0
     new_blocks = 0
     freed = 0
     for i in range(m):
@@ -223,6 +231,7 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
             emit_rows[n_emit] = r
             emit_counts[n_emit] = count
             n_emit += 1
+            emitted_total += count
         if g1 >= target[r]:
             finish[r] = t_end
             state[r] = _FINISHED
@@ -230,5 +239,5 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
             blocks[r] = 0
             finished[n_fin] = r
             n_fin += 1
-    return (new_blocks, freed, admitted[:n_adm], finished[:n_fin], gaps1[:n_gap], n_shared_rows,
-            emit_rows[:n_emit], emit_counts[:n_emit])  # fmt: skip
+    return (new_blocks, freed, admitted[:n_adm], finished[:n_fin], gaps1[:n_gap], shared, n_shared_rows,
+            emitted_total, emit_rows[:n_emit], emit_counts[:n_emit])  # fmt: skip

@@ -35,11 +35,12 @@ _STATE_NAMES = {0: "unknown", 1: "waiting", 2: "running", 3: "finished", 4: "rej
 
 
 class Prepared(NamedTuple):
-    """A checked plan: the runner's work, new blocks for one iteration and the structural stretch bound."""
+    """A checked plan: the runner's work, new blocks for one iteration, the stretch bound, total tokens."""
 
     work: IterationWork
     need1: int
     k: int
+    tokens: int
 
 
 def prepare(engine: Engine, ids: IntArray, n: IntArray, repeat: int) -> Prepared:
@@ -50,11 +51,11 @@ def prepare(engine: Engine, ids: IntArray, n: IntArray, repeat: int) -> Prepared
         ids, n, t.mark, engine.stamp, t.n, t.state, t.prompt, t.generated, t.computed, t.blocks, t.target,
         t.emitted, engine.pool.block_size, engine.prompt_allocation, repeat, engine.pool.free,
     )  # fmt: skip
-    err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k = out
+    err, row, start, is_dec, samples, pre_tokens, pre_ctx, n_dec, dec_ctx, need1, k, tokens = out
     if err != kernels.OK:
         raise _plan_error(t, err, int(ids[row]), int(n[row]))
     summary = BatchSummary(pre_tokens, pre_ctx, int(n_dec), int(dec_ctx), int(ids.size))
-    return Prepared(IterationWork(ids, n, start, is_dec, samples, summary), int(need1), int(k))
+    return Prepared(IterationWork(ids, n, start, is_dec, samples, summary), int(need1), int(k), int(tokens))
 
 
 def _plan_error(t: RequestTable, err: int, rid: int, tokens: int) -> InvalidPlanError:

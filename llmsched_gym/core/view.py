@@ -148,6 +148,16 @@ class EngineView:
         """Duration of the most recent iteration (0 before the first)."""
         return self._e.last_duration
 
+    @property
+    def iterations(self) -> int:
+        """Iterations executed so far (a fast-forwarded stretch counts every iteration in it)."""
+        return self._e.iterations
+
+    @property
+    def busy_time(self) -> float:
+        """Total duration of all iterations so far; ``busy_time / iterations`` is the mean batch time."""
+        return self._e.busy_time
+
     # ---- sets and events -----------------------------------------------------------------
     @property
     def running(self) -> IntArray:

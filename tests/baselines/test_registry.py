@@ -1,5 +1,4 @@
-"""Every registered scheduler: completes random small workloads with valid plans, never mutates the
-view, and is deterministic."""
+"""Every registered scheduler completes random workloads, never mutates the view, and is deterministic."""
 
 from __future__ import annotations
 
@@ -27,8 +26,18 @@ def random_workload(seed: int, n: int = 40, clients: int = 3):
     out = []
     for r in reqs:
         c = int(rng.integers(0, clients))
-        out.append(type(r)(r.id, r.arrival, r.prompt_len, r.output_len, client=c, max_tokens=r.output_len + 20,
-                           predicted_output_len=r.output_len, type_label=int(r.output_len > 30)))
+        out.append(
+            type(r)(
+                r.id,
+                r.arrival,
+                r.prompt_len,
+                r.output_len,
+                client=c,
+                max_tokens=r.output_len + 20,
+                predicted_output_len=r.output_len,
+                type_label=int(r.output_len > 30),
+            )
+        )
     return out
 
 
