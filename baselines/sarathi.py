@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_block_needs
+from baselines._kernels import split_running
+from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
@@ -158,34 +159,35 @@ class SarathiServe:
     def schedule(self, view: EngineView) -> BatchPlan:
         """Build the hybrid batch: decodes, ongoing prefills, then admissions."""
         self.queue.sync(view)
-        running = np.sort(view.running)
-        pend = view.pending_array(running)
-        is_dec = (pend == 1) & (view.generated[running] >= 1)
+        srt, decodes, partial_ids, total_need = split_running(
+            view.running, view.prompt, view.generated, view.computed, view.blocks, view.block_size
+        )
         free = view.free_blocks
-        needs = decode_block_needs(view, running[is_dec])
-        total_need = int(needs.sum())
         if total_need <= free:
-            decodes = running[is_dec].tolist()
-            partials = running[~is_dec].tolist()
+            partials: list[int] = partial_ids.tolist()
             preempted: list[int] = []
             free -= total_need
         else:
-            decodes, partials, preempted, free = self._decode_with_preemption(view, running.tolist(), free)
-        tokens: dict[int, int] = dict.fromkeys(decodes, 1)
-        used = len(decodes)
-        if used > self._chunks[0]:
+            dec_list, partials, preempted, free = self._decode_with_preemption(view, srt.tolist(), free)
+            decodes = np.array(dec_list, dtype=np.int64)
+        n_dec = decodes.size
+        self.plan_decodes = decodes
+        if n_dec > self._chunks[0]:
             self.budget_overruns += 1
-        used = self._partial_prefills(view, partials, tokens, used)
-        admitted, rejects = self._admit(view, tokens, used, free, len(running) - len(preempted))
+        prefills: dict[int, int] = {}
+        used = self._partial_prefills(view, partials, prefills, n_dec)
+        admitted, rejects = self._admit(view, prefills, used, free, srt.size - len(preempted))
         used += admitted
+        ids = np.concatenate((decodes, np.fromiter(prefills, dtype=np.int64, count=len(prefills))))
+        tokens = np.concatenate((np.ones(n_dec, dtype=np.int64), np.fromiter(prefills.values(), dtype=np.int64)))
         if preempted:
             self.queue.push_front(sorted(preempted))
-            return BatchPlan.of(tokens, preempt=preempted, reject=rejects)
+            return BatchPlan(ids, tokens, preempt=tuple(preempted), reject=tuple(rejects))
         open_queue = len(self.queue) == 0 or self.config.order == "spf"
         # An arrival matters if it could be admitted, or rejected for its length (checked before the budget).
         sensitive = open_queue and (used < self._chunks[0] or self.config.max_model_len is not None)
-        repeat = self._repeat(view, tokens, len(decodes), partials)
-        return BatchPlan.of(tokens, reject=rejects, repeat=repeat, arrival_sensitive=sensitive)
+        repeat = self._repeat(view, prefills, n_dec, partials)
+        return BatchPlan(ids, tokens, reject=tuple(rejects), repeat=repeat, arrival_sensitive=sensitive)
 
     def _chunk_limit(self, view: EngineView, rid: int) -> int:
         """The request's chunk size: ``chunk_size``, or its dynamic-chunking stage size."""
@@ -196,7 +198,7 @@ class SarathiServe:
             return self.config.chunk_size
         return self._chunks[min(done // self._stage_tokens, len(self._chunks) - 1)]
 
-    def _repeat(self, view: EngineView, tokens: dict[int, int], n_decodes: int, partials: list[int]) -> int:
+    def _repeat(self, view: EngineView, prefills: dict[int, int], n_decodes: int, partials: list[int]) -> int:
         """How many times the plan may repeat before it could change without an engine event.
 
         By default a prefill row that gets less than its pending tokens uses up the budget, so the plan
@@ -205,10 +207,12 @@ class SarathiServe:
         must come out the same, and dynamic chunks hold only until a row reaches its next stage.
         """
         cfg = self.config
-        rows = list(tokens.items())[n_decodes:]
-        if not (cfg.tile_align or cfg.dynamic_chunking) or any(view.pending(r) < 2 * n for r, n in rows):
-            return UNBOUNDED_REPEAT  # (in the second case a row completes or runs short: the engine stops)
-        if not self._same_next(view, dict(rows), partials, n_decodes):
+        if not (cfg.tile_align or cfg.dynamic_chunking):
+            return UNBOUNDED_REPEAT
+        rows = list(prefills.items())
+        if any(view.pending(r) < 2 * n for r, n in rows):
+            return UNBOUNDED_REPEAT  # a row completes or runs short: the engine stops the stretch there
+        if not self._same_next(view, prefills, partials, n_decodes):
             return 1
         return self._stage_repeat(view, rows) if cfg.dynamic_chunking else UNBOUNDED_REPEAT
 

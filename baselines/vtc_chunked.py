@@ -186,9 +186,10 @@ class VTCChunked(SarathiServe):
         """Charge the decodes and partial chunks, then admit min-counter clients' oldest requests."""
         rejects: list[tuple[int, str]] = []
         self._drain_inbox(view, rejects)
-        if tokens:
-            ids = np.fromiter(tokens.keys(), dtype=np.int64, count=len(tokens))
-            n = np.fromiter(tokens.values(), dtype=np.int64, count=len(tokens))
+        decodes = self.plan_decodes  # this iteration's decode rows (Sarathi keeps them out of ``tokens``)
+        if decodes.size or tokens:
+            ids = np.concatenate((decodes, np.fromiter(tokens.keys(), dtype=np.int64, count=len(tokens))))
+            n = np.concatenate((np.ones(decodes.size, dtype=np.int64), np.fromiter(tokens.values(), dtype=np.int64)))
             self.charger.charge_plan(view, ids, n, self.queues)
         added = 0
         cfg = self.config
