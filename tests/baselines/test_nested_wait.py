@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from baselines.nested_wait import NestedWAIT, NestedWAITConfig, _theta, build_plan
+from baselines._nested_plan import theta_root
+from baselines.nested_wait import NestedWAIT, NestedWAITConfig, build_plan
 from llmsched_gym.core.batch import BatchSummary, FloatArray
 from llmsched_gym.core.engine import Engine, EngineConfig
 from llmsched_gym.core.kv import KVConfig
@@ -118,7 +119,7 @@ def test_buffer_check_eq14():
     plan = sched.plan
     assert plan is not None
     n1, n2 = plan.n
-    theta = _theta(n1, n2, 0.5)
+    theta = theta_root(n1, n2, 0.5)
     assert -theta * n2 + n1 * math.log(0.5 + 0.5 * math.exp(theta)) == pytest.approx(0.0, abs=1e-9)
     m_pi = n1 * 25 * 11 + n2 * 40.5 * 20
     need = m_pi + 30 * (n2 + math.log(2 * (1 + 100 / 0.05) / 0.01) / theta)
