@@ -128,6 +128,8 @@ class Engine:
         self.stamp = 0
         self._idle_streak = 0
         self._unfinished = 0
+        self.n_waiting = 0
+        self._max_client = 0
         self._source: Iterator[Request] = iter(requests)
         self._next: Request | None = None
         self._last_arrival = 0.0
@@ -156,6 +158,8 @@ class Engine:
         while self._next is not None and self._next.arrival <= self.now:
             rid = self.table.add(self._next)
             self._unfinished += 1
+            self.n_waiting += 1
+            self._max_client = max(self._max_client, self._next.client)
             self._check_fits(rid)
             added += 1
             self._pull()
@@ -174,6 +178,7 @@ class Engine:
             self._reject(rid, reason, at=float(t.arrival[rid]))
 
     def _reject(self, rid: int, reason: str, at: float | None = None) -> None:
+        self.n_waiting -= 1
         self.table.state[rid] = REJECTED
         self.table.finish[rid] = self.now if at is None else at
         self.table.reject_reason[rid] = reason
@@ -292,6 +297,7 @@ class Engine:
             t.generated[arr] = 0
         t.preemptions[arr] += 1
         t.state[arr] = WAITING
+        self.n_waiting += len(victims)
         for rid in victims:
             del self._running[rid]
         self._running_cache = None
@@ -339,6 +345,7 @@ class Engine:
         out = commit_iterations(self, prep.work, ends)
         self.pool.free += out.freed_blocks - out.new_blocks
         if out.admitted.size:
+            self.n_waiting -= out.admitted.size
             self.admit_counter += out.admitted.size
             for rid in out.admitted.tolist():
                 self._running[rid] = None
@@ -373,13 +380,13 @@ class Engine:
         if dt is None or now < rec.next_sample:
             return
         t = self.table
-        st = t.state[: t.n]
-        n_wait = int(np.count_nonzero(st == WAITING))
-        rec.samples.append((now, self.pool.used, n_wait, len(self._running)))
-        clients = t.client[: t.n]
-        size = int(clients.max()) + 1 if t.n else 1
-        service = t.prompt_done[: t.n] + 2.0 * t.emitted[: t.n]
-        rec.client_service.append(np.bincount(clients, weights=service, minlength=size))
-        backlog = (st == WAITING) | (st == RUNNING)
-        rec.client_backlogged.append(np.bincount(clients[backlog], minlength=size) > 0)
+        rec.samples.append((now, self.pool.used, self.n_waiting, len(self._running)))
+        if self._max_client > 0:  # per-client series only where there is more than one client
+            st = t.state[: t.n]
+            clients = t.client[: t.n]
+            size = self._max_client + 1
+            service = t.prompt_done[: t.n] + 2.0 * t.emitted[: t.n]
+            rec.client_service.append(np.bincount(clients, weights=service, minlength=size))
+            backlog = (st == WAITING) | (st == RUNNING)
+            rec.client_backlogged.append(np.bincount(clients[backlog], minlength=size) > 0)
         rec.next_sample = (np.floor(now / dt) + 1.0) * dt

@@ -165,6 +165,11 @@ class EngineView:
         return self._e.running_ids()
 
     @property
+    def n_waiting(self) -> int:
+        """Number of arrived requests waiting for (re-)admission (O(1))."""
+        return self._e.n_waiting
+
+    @property
     def waiting(self) -> IntArray:
         """Ids of arrived requests waiting for (re-)admission, in arrival order."""
         self._refresh()

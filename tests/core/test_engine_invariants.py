@@ -64,6 +64,7 @@ def check_invariants(engine: Engine, last_now: float) -> None:
     assert np.all(t.emitted[:n] <= t.target[:n])
     assert np.all(t.computed[:n] <= t.prompt[:n] + t.generated[:n])
     assert engine.now >= last_now
+    assert engine.n_waiting == int(np.count_nonzero(t.state[:n] == WAITING))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

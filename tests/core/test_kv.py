@@ -12,8 +12,11 @@ from llmsched_gym.errors import KVCapacityError
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"num_blocks": 0}, "num_blocks"), ({"num_blocks": 4, "block_size": 0}, "block_size"),
-     ({"num_blocks": 4, "watermark": 1.0}, "watermark")],
+    [
+        ({"num_blocks": 0}, "num_blocks"),
+        ({"num_blocks": 4, "block_size": 0}, "block_size"),
+        ({"num_blocks": 4, "watermark": 1.0}, "watermark"),
+    ],
 )
 def test_invalid_kv_config_names_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
