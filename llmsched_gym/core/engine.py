@@ -210,13 +210,21 @@ class Engine:
         return self._running_cache
 
     # ---- one decision --------------------------------------------------------------------
-    def step(self, plan: BatchPlan) -> StepResult:
-        """Validate and execute ``plan``; see the module docstring."""
+    def step(self, plan: BatchPlan, *, keep_events: bool = False) -> StepResult:
+        """Validate and execute ``plan``; see the module docstring.
+
+        Args:
+            plan: The decision.
+            keep_events: Keep the events (arrived, finished, evicted) the next view will report from
+                before this step instead of starting afresh: for steps no decider saw, such as an
+                environment skipping idle time between two decisions.
+        """
         self._ingest()
         self.decisions += 1
-        self.events_finished.clear()
-        self.events_evicted.clear()
-        self.arrival_mark = self.table.n
+        if not keep_events:
+            self.events_finished.clear()
+            self.events_evicted.clear()
+            self.arrival_mark = self.table.n
         t0 = self.now
         for rid, reason in plan.reject:
             self._apply_reject(rid, reason)

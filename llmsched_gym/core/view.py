@@ -34,6 +34,10 @@ _RO_COLUMNS = (
     "first_token",
     "last_token",
     "preemptions",
+    "prompt_done",
+    "finish",
+    "tbt_n",
+    "tbt_viol",
 )
 
 
@@ -50,7 +54,9 @@ class EngineView:
     3 finished, 4 rejected), ``computed`` (KV tokens cached), ``generated`` (tokens produced by the
     model since the last full restart), ``emitted`` (tokens delivered to the user), ``blocks`` (KV
     blocks held), ``admit_time``/``admit_seq`` (last admission), ``first_sched``, ``first_token``,
-    ``last_token`` (times), ``preemptions``.
+    ``last_token`` (times), ``preemptions``, ``prompt_done`` (prompt tokens computed at least once),
+    ``finish`` (finish or rejection time), ``tbt_n``/``tbt_viol`` (token gaps so far and those above
+    the request's TBT target).
 
     The true output length is not in the view: clairvoyant schedulers read it through
     :meth:`oracle_output_len`, which documents their clairvoyance.
@@ -80,6 +86,10 @@ class EngineView:
     first_token: np.ndarray
     last_token: np.ndarray
     preemptions: np.ndarray
+    prompt_done: np.ndarray
+    finish: np.ndarray
+    tbt_n: np.ndarray
+    tbt_viol: np.ndarray
 
     def __init__(self, engine: Engine) -> None:
         self._e = engine

@@ -35,8 +35,17 @@ def test_simulate_default_prints_summary_and_writes_csv(tmp_path, capsys):
 
 
 def test_simulate_json_output_and_scheduler_params(capsys):
-    args = ["simulate", "--scheduler", "vllm-v1", "--n-requests", "20", "--no-progress", "--json",
-            "--param", "max_num_batched_tokens=2048"]
+    args = [
+        "simulate",
+        "--scheduler",
+        "vllm-v1",
+        "--n-requests",
+        "20",
+        "--no-progress",
+        "--json",
+        "--param",
+        "max_num_batched_tokens=2048",
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["finished"] == 20 and summary["scheduler"] == "vllm-v1"

@@ -1,0 +1,30 @@
+"""Gymnasium registration of the versioned environment ids (one per action mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from gymnasium.envs.registration import register, registry
+
+ENTRY_POINT = "llmsched_gym.env.core:LLMSchedEnv"
+
+ENV_IDS: Mapping[str, str] = MappingProxyType(
+    {
+        "llmsched_gym/LLMSchedScores-v0": "scores",
+        "llmsched_gym/LLMSchedKnobs-v0": "knobs",
+    }
+)
+"""Registered ids and their action mode."""
+
+
+def register_envs() -> None:
+    """Register every id in :data:`ENV_IDS` with Gymnasium (idempotent).
+
+    Called when :mod:`llmsched_gym.env` is imported, so ``import llmsched_gym.env`` is enough before
+    ``gymnasium.make("llmsched_gym/LLMSchedScores-v0")``; ``gymnasium.make("llmsched_gym.env:llmsched_gym/...")``
+    imports it on the fly.
+    """
+    for env_id, mode in ENV_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=ENTRY_POINT, kwargs={"action_mode": mode})

@@ -1,0 +1,165 @@
+"""Exact per-step accounting of the quantities the rewards integrate.
+
+Between two decisions the engine runs one iteration and possibly idles to the next arrival. The tracker splits
+that interval into segments at the points where the environment reads the engine (each ends with
+``engine.view()``, which ingests the arrivals due by then) and integrates over each segment exactly:
+
+* requests in the system ``N(t)`` (arrived, neither finished nor rejected) are constant on a segment except for
+  arrivals inside it, which are ingested at its end: ``integral = N(t0+) * (t1 - t0) + sum(end - arrival)``
+  over the newly ingested requests, ``end`` being ``t1`` or the time the engine dates their rejection (a request
+  that can never fit is rejected on arrival); finishes happen at segment ends;
+* per-client service (VTC cost: first-time prompt tokens + 2 x emitted tokens) changes only for the plan's rows;
+* SLO outcomes are decided when a request finishes (the rule of :func:`llmsched_gym.metrics.summary.meets_slo`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llmsched_gym.core.batch import FloatArray, IntArray
+from llmsched_gym.env._kernels import credit_service, spread
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
+
+VTC_PROMPT_WEIGHT = 1.0
+VTC_OUTPUT_WEIGHT = 2.0
+
+
+@dataclass(slots=True)
+class StepStats:
+    """What happened between two decisions (reused between steps; read it before the next ``step``).
+
+    Attributes:
+        t_start: Clock at the decision.
+        t_end: Clock at the next decision.
+        in_system_area: ``integral of N(t) dt`` over ``[t_start, t_end]`` (request-seconds).
+        tokens: Tokens processed.
+        emitted: Output tokens delivered.
+        finished: Requests that finished.
+        slo_met: Finished requests that met their TTFT and TBT targets.
+        preempted: Requests preempted (explicitly or under KV pressure).
+        spread_before: Service spread (max - min over clients seen) at ``t_start``.
+        spread_after: Service spread at ``t_end``.
+    """
+
+    t_start: float = 0.0
+    t_end: float = 0.0
+    in_system_area: float = 0.0
+    tokens: int = 0
+    emitted: int = 0
+    finished: int = 0
+    slo_met: int = 0
+    preempted: int = 0
+    spread_before: float = 0.0
+    spread_after: float = 0.0
+
+    def clear(self, t: float, spread: float) -> None:
+        """Start a new step at time ``t``."""
+        self.t_start = self.t_end = t
+        self.in_system_area = 0.0
+        self.tokens = self.emitted = self.finished = self.slo_met = self.preempted = 0
+        self.spread_before = self.spread_after = spread
+
+
+class EpisodeTracker:
+    """Running totals of one episode: requests in the system, per-client service, SLO outcomes.
+
+    Args:
+        engine: The episode's engine (read only).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen = 0
+        self.open = 0
+        self.finished = 0
+        self.slo_met = 0
+        self.service: FloatArray = np.zeros(8, dtype=np.float64)
+        self.present = np.zeros(8, dtype=np.bool_)
+        self.credited: FloatArray = np.zeros(64, dtype=np.float64)
+        self.n_clients = 0
+        self.service_total = 0.0
+        self.spread = 0.0
+        self.stats = StepStats()
+        self.close_segment(engine.now)
+
+    def begin(self) -> None:
+        """Reset the step's statistics at the current decision."""
+        self.stats.clear(self.engine.now, self.spread)
+
+    def close_segment(self, t_start: float) -> None:
+        """Account for ``[t_start, now]``: ingest arrivals due by now and integrate ``N(t)``."""
+        engine = self.engine
+        engine.view()
+        t = engine.table
+        now = engine.now
+        area = self.open * (now - t_start)
+        if t.n > self.seen:
+            new = slice(self.seen, t.n)
+            end = t.finish[new]  # NaN unless rejected on arrival (the engine dates that rejection)
+            area += float(np.sum(np.where(np.isnan(end), now, np.minimum(end, now)) - t.arrival[new]))
+            self._add_clients(t.client[new])
+            self.seen = t.n
+            if t.n > self.credited.size:
+                self.credited = np.concatenate((self.credited, np.zeros(max(t.n, 2 * self.credited.size))))
+        self.stats.in_system_area += area
+        self.stats.t_end = now
+        self.open = engine.unfinished
+
+    def _add_clients(self, clients: IntArray) -> None:
+        top = int(clients.max()) + 1
+        if top > self.service.size:
+            size = max(top, 2 * self.service.size)
+            self.service = np.concatenate((self.service, np.zeros(size - self.service.size)))
+            self.present = np.concatenate((self.present, np.zeros(size - self.present.size, dtype=np.bool_)))
+        if not self.present[clients].all():
+            self.present[clients] = True
+            self.n_clients = int(np.count_nonzero(self.present))
+            self._update_spread()
+
+    def commit(self, ids: IntArray, tokens: int, emitted: int) -> None:
+        """Record a step's tokens and the service its plan rows ``ids`` received."""
+        st = self.stats
+        st.tokens += tokens
+        st.emitted += emitted
+        if ids.size == 0:
+            return
+        t = self.engine.table
+        added, self.spread = credit_service(
+            ids, t.prompt_done, t.emitted, t.client, self.credited, self.service, self.present, VTC_PROMPT_WEIGHT,
+            VTC_OUTPUT_WEIGHT,
+        )  # fmt: skip
+        self.service_total += added
+        st.spread_after = self.spread
+
+    def _update_spread(self) -> None:
+        self.spread = float(spread(self.service, self.present))
+        self.stats.spread_after = self.spread
+
+    def service_mean(self) -> float:
+        """Mean service over the clients seen so far (0 before any)."""
+        return self.service_total / self.n_clients if self.n_clients else 0.0
+
+    def record_finished(self, finished: tuple[int, ...], preempted: int) -> None:
+        """Decide the SLO outcome of requests that just finished."""
+        self.stats.preempted += preempted
+        if not finished:
+            return
+        t = self.engine.table
+        ids = np.asarray(finished, dtype=np.int64)
+        ttft_ok = (t.first_token[ids] - t.arrival[ids]) <= t.slo_ttft[ids]
+        tbt_ok = t.tbt_viol[ids] <= np.floor(0.01 * t.tbt_n[ids])
+        met = int(np.count_nonzero(ttft_ok & tbt_ok))
+        self.finished += ids.size
+        self.slo_met += met
+        self.stats.finished += ids.size
+        self.stats.slo_met += met
+
+    @property
+    def attainment(self) -> float:
+        """Fraction of finished requests that met their SLOs so far (1 before any finished)."""
+        return self.slo_met / self.finished if self.finished else 1.0
