@@ -245,3 +245,22 @@ def worst_case_blocks(cur: IntArray, rem: IntArray, block_size: int) -> int:
     ge = np.cumsum(np.cumsum(ge[:, ::-1], axis=1)[:, ::-1], axis=0)  # ge[k, t] = #{i <= k: b_i >= t}
     carry = ge[k - 1, block_size - big_b]
     return int((np.cumsum(a) + k * big_a + carry).max())
+
+
+class CountersMixin:
+    """``counters()`` for VTC schedulers that keep :class:`ClientQueues` and reconcile fast-forwarded charges."""
+
+    queues: ClientQueues
+
+    def _reconcile(self, view: EngineView) -> None:
+        raise NotImplementedError
+
+    def counters(self, view: EngineView | None = None) -> dict[int, float]:
+        """A copy of the per-client virtual token counters (first-seen order).
+
+        Args:
+            view: If given, first charge iterations the engine fast-forwarded since the last plan.
+        """
+        if view is not None:
+            self._reconcile(view)
+        return dict(self.queues.counters)

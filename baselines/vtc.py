@@ -58,6 +58,7 @@ import numpy as np
 from baselines._queue import UNBOUNDED_REPEAT, decode_block_needs
 from baselines._vtc_common import (
     ClientQueues,
+    CountersMixin,
     ServiceCharger,
     check_fair_options,
     grown,
@@ -126,7 +127,7 @@ class VTCConfig:
             raise ValueError(f"VTCConfig: batch_max_tokens={self.batch_max_tokens} must be >= 1 or None (auto)")
 
 
-class VTC:
+class VTC(CountersMixin):
     """The VTC family on the S-LoRA/LightLLM runtime; see the module docstring.
 
     Registered as ``vtc``, ``vtc-weighted``, ``vtc-predict``, ``vtc-oracle``, ``vtc-profile``, ``lcf``
@@ -173,16 +174,6 @@ class VTC:
         self._ref: tuple[int, int, int] | None = None  # (a row, its emitted when planned, iterations counted)
         self._since = 0
         self.safety_preemptions = 0
-
-    def counters(self, view: EngineView | None = None) -> dict[int, float]:
-        """A copy of the per-client virtual token counters (first-seen order).
-
-        Args:
-            view: If given, first charge iterations the engine fast-forwarded since the last plan.
-        """
-        if view is not None:
-            self._reconcile(view)
-        return dict(self.queues.counters)
 
     # ---- one decision --------------------------------------------------------------------
     def schedule(self, view: EngineView) -> BatchPlan:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from baselines._queue import UNBOUNDED_REPEAT
-from baselines._vtc_common import ClientQueues, ServiceCharger, check_fair_options
+from baselines._vtc_common import ClientQueues, CountersMixin, ServiceCharger, check_fair_options
 from baselines.sarathi import SarathiServe
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import BatchPlan
@@ -72,7 +72,7 @@ class VTCChunkedConfig:
         check_fair_options("VTCChunkedConfig", self.lift, self.cost, self.w_p, self.w_q)
 
 
-class VTCChunked(SarathiServe):
+class VTCChunked(CountersMixin, SarathiServe):
     """VTC ordering on Sarathi-Serve (``vtc-chunked``); see the module docstring.
 
     Sarathi's FCFS queue only collects arrivals, engine evictions and preemptions; :meth:`_admit`
@@ -121,16 +121,6 @@ class VTCChunked(SarathiServe):
         self.charger.clear()
         self._rows = _EMPTY
         self._memory_blocked = False
-
-    def counters(self, view: EngineView | None = None) -> dict[int, float]:
-        """A copy of the per-client virtual token counters (first-seen order).
-
-        Args:
-            view: If given, first charge iterations the engine fast-forwarded since the last plan.
-        """
-        if view is not None:
-            self._reconcile(view)
-        return dict(self.queues.counters)
 
     def _reconcile(self, view: EngineView) -> None:
         self.charger.ensure(view.n_arrived)

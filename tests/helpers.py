@@ -39,3 +39,13 @@ def result_hash(res: SimulationResult) -> str:
         h.update(name.encode())
         h.update(np.ascontiguousarray(res.columns[name]).tobytes())
     return h.hexdigest()
+
+
+def assert_same_columns(fast: SimulationResult, slow: SimulationResult) -> None:
+    """Fast-forwarded and step-by-step runs agree: same iterations, every column equal (float sums to 1e-9)."""
+    assert fast.iterations == slow.iterations
+    for col, arr in slow.columns.items():
+        if col == "tbt_sum":
+            np.testing.assert_allclose(fast.columns[col], arr, rtol=1e-9)
+        else:
+            np.testing.assert_array_equal(fast.columns[col], arr, err_msg=col)

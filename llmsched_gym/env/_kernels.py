@@ -15,19 +15,11 @@ import math
 import numpy as np
 from numba import njit
 
+from llmsched_gym.core.kernels import _after_blocks
+
 _WAITING = 1
 _RUNNING = 2
 _BIG = 1e12
-
-
-@njit(cache=True)
-def _need(c, x, p, g, held, bs, reserve):  # type: ignore[no-untyped-def]
-    after = (c + x + bs - 1) // bs
-    if reserve:
-        res = (p + g + bs - 1) // bs
-        if res > after:
-            after = res
-    return max(after - held, 0)
 
 
 @njit(cache=True)
@@ -80,7 +72,7 @@ def pack_rows(order, eff, budget, free, holders, stop_at_unfit, state, prompt, g
         waiting = state[r] == _WAITING
         if gone[i] or x <= 0 or (waiting and not admitting):
             continue
-        need = _need(computed[r], x, prompt[r], generated[r], blocks[r], bs, prompt_alloc and waiting)
+        need = _after_blocks(computed[r], x, 1, prompt[r], generated[r], blocks[r], bs, prompt_alloc and waiting)
         if need > free and not waiting:
             free, next_holder, n_vic = _make_room(
                 i, need, free, order, gone, holders, next_holder, victims, n_vic, state, blocks

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from baselines.orca import Orca
@@ -11,6 +10,7 @@ from llmsched_gym.core.table import FINISHED, REJECTED, WAITING
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.schedulers import make_scheduler
 from tests.baselines.test_sarathi import Spy, assert_all_finished, decode_mask, run, workload
+from tests.helpers import assert_same_columns
 
 
 @pytest.mark.parametrize(("blocks", "max_model_len"), [(60, 8192), (300, 1024), (3000, 1024)])
@@ -66,8 +66,4 @@ def test_fast_forward_matches_step_by_step(blocks, kwargs):
     reqs = workload(1, pmax=300)
     fast, slow = (run(make_scheduler("orca", **kwargs), reqs, blocks, ff) for ff in (True, False))
     assert fast.iterations == slow.iterations and fast.decisions < slow.decisions
-    for col, arr in slow.columns.items():
-        if col == "tbt_sum":
-            np.testing.assert_allclose(fast.columns[col], arr, rtol=1e-9)
-        else:
-            np.testing.assert_array_equal(fast.columns[col], arr, err_msg=col)
+    assert_same_columns(fast, slow)

@@ -11,6 +11,7 @@ from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.schedulers import make_scheduler
 from tests.baselines.test_sarathi import Spy, assert_all_finished, decode_mask, run, workload
+from tests.helpers import assert_same_columns
 
 SMALL = {"tile_tokens": 32, "decode_tile": 8, "max_prefills_per_cycle": 3, "prefill_token_cap": 200}
 
@@ -108,8 +109,4 @@ def test_fast_forward_matches_step_by_step(name, kwargs, blocks):
     reqs = workload(1, pmax=400)
     fast, slow = (run(make_scheduler(name, **kwargs), reqs, blocks, ff) for ff in (True, False))
     assert fast.iterations == slow.iterations and fast.decisions < slow.decisions
-    for col, arr in slow.columns.items():
-        if col == "tbt_sum":
-            np.testing.assert_allclose(fast.columns[col], arr, rtol=1e-9)
-        else:
-            np.testing.assert_array_equal(fast.columns[col], arr, err_msg=col)
+    assert_same_columns(fast, slow)

@@ -19,7 +19,7 @@ from llmsched_gym.core.table import FINISHED, WAITING
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.schedulers import make_scheduler
 from llmsched_gym.simulate import SimulationResult, simulate
-from tests.helpers import LinearCost, make_requests
+from tests.helpers import LinearCost, assert_same_columns, make_requests
 
 Check = Callable[[EngineView, BatchPlan], None]
 
@@ -176,8 +176,4 @@ def test_fast_forward_matches_step_by_step(name, kwargs, blocks):
     reqs = workload(1)
     fast, slow = (run(make_scheduler(name, **kwargs), reqs, blocks, ff) for ff in (True, False))
     assert fast.iterations == slow.iterations
-    for col, arr in slow.columns.items():
-        if col == "tbt_sum":
-            np.testing.assert_allclose(fast.columns[col], arr, rtol=1e-9)
-        else:
-            np.testing.assert_array_equal(fast.columns[col], arr, err_msg=col)
+    assert_same_columns(fast, slow)

@@ -16,7 +16,7 @@ from llmsched_gym.core.table import FINISHED, REJECTED
 from llmsched_gym.metrics.fairness import service_series
 from llmsched_gym.schedulers import make_scheduler
 from llmsched_gym.simulate import SimulationResult, simulate
-from tests.helpers import LinearCost, result_hash
+from tests.helpers import LinearCost, assert_same_columns, result_hash
 
 FAMILY = ["vtc", "vtc-weighted", "vtc-predict", "vtc-oracle", "vtc-profile", "lcf", "fcfs-vtc-runtime", "rpm-5"]
 
@@ -295,11 +295,7 @@ def test_fast_forward_matches_step_by_step(name, kv):
         for ff in (True, False)
     )
     assert fast.iterations == slow.iterations
-    for col, arr in slow.columns.items():
-        if col == "tbt_sum":
-            np.testing.assert_allclose(fast.columns[col], arr, rtol=1e-9)
-        else:
-            np.testing.assert_array_equal(fast.columns[col], arr, err_msg=col)
+    assert_same_columns(fast, slow)
 
 
 def test_same_seed_same_hash_and_reset_clears_state():
