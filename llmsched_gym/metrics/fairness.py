@@ -48,11 +48,16 @@ def jain_index(x: np.ndarray) -> float:
 
 
 def service_series(res: SimulationResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sample times, cumulative service per client (times × clients) and backlog flags."""
+    """Sample times, cumulative service per client (times × clients) and backlog flags.
+
+    Single-client runs have no per-client columns (the engine records them only with several clients).
+    """
     rec = res.recorder
     if not rec.samples:
         return np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), dtype=bool)
     times = np.array([s[0] for s in rec.samples])
+    if not rec.client_service:  # single-client run: the engine keeps no per-client series
+        return times, np.zeros((times.size, 0)), np.zeros((times.size, 0), dtype=bool)
     width = max(v.size for v in rec.client_service)
     service = np.zeros((times.size, width))
     backlog = np.zeros((times.size, width), dtype=bool)

@@ -75,3 +75,13 @@ def test_capacity_search_finds_the_threshold_of_a_monotone_criterion():
 def test_slo_criterion_rejects_bad_thresholds():
     with pytest.raises(ValueError, match="p99_tbt_s"):
         SLOCriterion(p99_tbt_s=-1.0)
+
+
+def test_single_client_run_has_samples_but_no_per_client_series():
+    from llmsched_gym.metrics.fairness import service_series
+
+    reqs = [Request(i, i * 0.05, 100, 10) for i in range(20)]
+    res = simulate(reqs, make_scheduler("sarathi"), SimulatedRunner(LinearCost()), EngineConfig(KVConfig(500)))
+    times, service, backlog = service_series(res)
+    assert times.size > 0 and service.shape == (times.size, 0) and backlog.shape == (times.size, 0)
+    assert summarize(res).fairness is None
