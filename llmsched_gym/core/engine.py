@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from llmsched_gym.core import kernels
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.commit import commit_iterations
 from llmsched_gym.core.kv import BlockPool, KVConfig
@@ -297,14 +298,9 @@ class Engine:
     def _evict(self, victims: list[int]) -> None:
         t = self.table
         arr = np.asarray(victims, dtype=np.int64)
-        self.pool.release(int(t.blocks[arr].sum()))
-        t.blocks[arr] = 0
-        t.wasted[arr] += t.computed[arr]
-        t.computed[arr] = 0
-        if self.config.restart_mode == "full":
-            t.generated[arr] = 0
-        t.preemptions[arr] += 1
-        t.state[arr] = WAITING
+        full = self.config.restart_mode == "full"
+        freed = kernels.evict(arr, full, t.state, t.blocks, t.computed, t.generated, t.wasted, t.preemptions)
+        self.pool.release(int(freed))
         self.n_waiting += len(victims)
         for rid in victims:
             del self._running[rid]

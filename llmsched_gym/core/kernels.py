@@ -241,3 +241,23 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
             n_fin += 1
     return (new_blocks, freed, admitted[:n_adm], finished[:n_fin], gaps1[:n_gap], shared, n_shared_rows,
             emitted_total, emit_rows[:n_emit], emit_counts[:n_emit])  # fmt: skip
+
+
+@njit(cache=True)
+def evict(ids, full, state, blocks, computed, generated, wasted, preemptions):  # type: ignore[no-untyped-def]
+    """Free the KV of running ``ids`` and return them to waiting (recompute or full restart).
+
+    Returns the number of blocks freed.
+    """
+    freed = 0
+    for i in range(ids.size):
+        r = ids[i]
+        freed += blocks[r]
+        blocks[r] = 0
+        wasted[r] += computed[r]
+        computed[r] = 0
+        if full:
+            generated[r] = 0
+        preemptions[r] += 1
+        state[r] = _WAITING
+    return freed
