@@ -136,10 +136,16 @@ class SegmentPlan:
 
 
 def _spread(n: Sequence[float], widths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """Integer per-stage caps summing to round(Δ_k n_k) per segment, as evenly as possible.
+
+    The larger caps go to a segment's *last* stages so caps never decrease inside a segment: requests
+    do not leave mid-segment, so a stage with a smaller cap than the one before it would let a queue
+    pile up there (admissions outrunning the later stages) until KV runs out.
+    """
     out = []
     for nk, d in zip(n, widths, strict=True):
         b = _half_up(d * nk)
-        out.append(tuple(max(1, b // d + (i < b % d)) for i in range(d)))
+        out.append(tuple(max(1, b // d + (i >= d - b % d)) for i in range(d)))
     return tuple(out)
 
 

@@ -72,9 +72,15 @@ def test_calibrated_reproduces_the_paper_example():
     assert plan.p == pytest.approx((0.3,))
     assert plan.n == pytest.approx((30 / 29, 9 / 29))
     assert plan.budgets == (21, 9)
-    assert plan.caps[0] == (2,) + (1,) * 19  # 21 over 20 stages, extra unit on the earliest stage
+    assert plan.caps[0] == (1,) * 19 + (2,)  # 21 over 20 stages, the extra unit on the last stage
     assert plan.caps[1] == (1,) * 30  # 9 over 30 stages, clamped to >= 1
-    assert plan.gates == (2, 1)
+    assert plan.gates == (1, 1)
+
+
+def test_stage_caps_never_decrease_inside_a_segment():
+    cfg = NestedWAITConfig(tl=45, boundaries=(20, 50), output_dist=((20, 0.7), (50, 0.3)), eta=0.0)
+    for caps in build_plan(cfg).caps:
+        assert all(a <= b for a, b in zip(caps, caps[1:], strict=False))
 
 
 def test_equal_width_segments_and_uniform_default():
