@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -80,7 +81,7 @@ def test_calibrated_reproduces_the_paper_example():
 def test_stage_caps_never_decrease_inside_a_segment():
     cfg = NestedWAITConfig(tl=45, boundaries=(20, 50), output_dist=((20, 0.7), (50, 0.3)), eta=0.0)
     for caps in build_plan(cfg).caps:
-        assert all(a <= b for a, b in zip(caps, caps[1:], strict=False))
+        assert all(a <= b for a, b in pairwise(caps))
 
 
 def test_equal_width_segments_and_uniform_default():
