@@ -39,6 +39,7 @@ import numpy as np
 
 from baselines._kernels import split_running
 from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
+from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
@@ -178,8 +179,7 @@ class SarathiServe:
         used = self._partial_prefills(view, partials, prefills, n_dec)
         admitted, rejects = self._admit(view, prefills, used, free, srt.size - len(preempted))
         used += admitted
-        ids = np.concatenate((decodes, np.fromiter(prefills, dtype=np.int64, count=len(prefills))))
-        tokens = np.concatenate((np.ones(n_dec, dtype=np.int64), np.fromiter(prefills.values(), dtype=np.int64)))
+        ids, tokens = _plan_arrays(decodes, prefills)
         if preempted:
             self.queue.push_front(sorted(preempted))
             return BatchPlan(ids, tokens, preempt=tuple(preempted), reject=tuple(rejects))
@@ -290,6 +290,19 @@ class SarathiServe:
             free -= blocks
             n_active += 1
         return added, rejects
+
+
+def _plan_arrays(decodes: IntArray, prefills: dict[int, int]) -> tuple[IntArray, IntArray]:
+    """Plan rows: every decode with one token, then the prefill rows in insertion order."""
+    n_dec = decodes.size
+    if not prefills:
+        return decodes, np.ones(n_dec, dtype=np.int64)
+    ids = np.empty(n_dec + len(prefills), dtype=np.int64)
+    ids[:n_dec] = decodes
+    ids[n_dec:] = list(prefills)
+    tokens = np.ones(ids.size, dtype=np.int64)
+    tokens[n_dec:] = list(prefills.values())
+    return ids, tokens
 
 
 def decode_with_preemption(
