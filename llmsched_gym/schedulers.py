@@ -7,7 +7,6 @@ Adding a scheduler touches only this file (plus its module). ``llmsched_gym`` ne
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -125,11 +124,6 @@ REGISTRY: Mapping[str, SchedulerEntry] = MappingProxyType(
         ),
     }
 )
-
-
-def _implemented(name: str) -> bool:
-    module_name = REGISTRY[name].target.partition(":")[0]
-    return importlib.util.find_spec(module_name) is not None
 
 
 def list_schedulers() -> dict[str, str]:
