@@ -34,3 +34,74 @@ def split_running(running, prompt, generated, computed, blocks, bs):  # type: ig
             par[npar] = r
             npar += 1
     return srt, dec[:nd], par[:npar], need
+
+
+FAST_OK = 0
+FAST_FALLBACK = 1
+
+
+@njit(cache=True)
+def fcfs_chunked_plan(running, head, prompt, generated, computed, blocks, bs, free, usable, watermark, budget,
+                      max_seqs):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Sarathi-Serve's default iteration (FCFS, no options) in one call; see :mod:`baselines.sarathi`.
+
+    Decodes (oldest first), then ongoing partial prefills with ``min(pending, budget - used)``, then
+    admissions from ``head`` (the first waiting requests in queue order) with the whole pending prefill's
+    blocks under the watermark. Returns ``FAST_FALLBACK`` when the Python path must decide: a decode needs
+    a block that is not free (preemption), or a candidate can never fit above the watermark (rejection).
+
+    Returns ``(status, ids, tokens, n_decodes, n_admitted, used)``.
+    """
+    srt = np.sort(running)
+    m = srt.size
+    ids = np.empty(m + head.size, np.int64)
+    tokens = np.empty(m + head.size, np.int64)
+    need = 0
+    n = 0
+    for i in range(m):
+        r = srt[i]
+        g = generated[r]
+        c = computed[r]
+        if prompt[r] + g - c == 1 and g >= 1:
+            ids[n] = r
+            tokens[n] = 1
+            n += 1
+            extra = (c + bs) // bs - blocks[r]
+            if extra > 0:
+                need += extra
+    if need > free:
+        return FAST_FALLBACK, ids[:0], tokens[:0], 0, 0, 0
+    free -= need
+    n_dec = n
+    used = n
+    for i in range(m):
+        r = srt[i]
+        g = generated[r]
+        pend = prompt[r] + g - computed[r]
+        if pend == 1 and g >= 1:
+            continue
+        chunk = min(pend, max(budget - used, 0))
+        if chunk > 0:
+            ids[n] = r
+            tokens[n] = chunk
+            n += 1
+            used += chunk
+    active = m
+    admitted = 0
+    for i in range(head.size):
+        r = head[i]
+        pend = prompt[r] + generated[r] - computed[r]
+        b = max((prompt[r] + generated[r] + bs - 1) // bs - blocks[r], 0)
+        if b > usable:
+            return FAST_FALLBACK, ids[:0], tokens[:0], 0, 0, 0
+        chunk = min(pend, max(budget - used, 0))
+        if chunk == 0 or active + 1 > max_seqs or free - b < watermark:
+            break
+        ids[n] = r
+        tokens[n] = chunk
+        n += 1
+        used += chunk
+        free -= b
+        active += 1
+        admitted += 1
+    return FAST_OK, ids[:n], tokens[:n], n_dec, admitted, used

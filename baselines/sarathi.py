@@ -34,10 +34,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
-from baselines._kernels import split_running
+from baselines._kernels import FAST_OK, fcfs_chunked_plan, split_running
 from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import BatchPlan
@@ -116,6 +117,9 @@ class SarathiServe:
         chunk_high: Largest (first-stage) chunk.
         chunk_stages: Number of stages.
         chunk_max_tokens: Prefill tokens spread over the stages.
+        compiled: Use the compiled fast path for the default configuration (FCFS, no tile alignment, no
+            dynamic chunking, no length limit); it falls back to the Python path whenever a preemption or a
+            rejection must be decided. Off gives the reference Python path (identical plans, tested).
     """
 
     requirements = EngineRequirements(allocation="prompt")
@@ -132,6 +136,7 @@ class SarathiServe:
         chunk_high: int = 2048,
         chunk_stages: int = 16,
         chunk_max_tokens: int = 8192,
+        compiled: bool = True,
     ) -> None:
         self.config = SarathiConfig(
             chunk_size,
@@ -150,6 +155,8 @@ class SarathiServe:
         self._stage_tokens = -(-chunk_max_tokens // chunk_stages)
         self.queue = WaitingQueue()
         self.budget_overruns = 0
+        plain = order == "fcfs" and not tile_align and not dynamic_chunking and max_model_len is None
+        self._compiled = compiled and plain and type(self) is SarathiServe
 
     def reset(self, *, seed: int | None = None) -> None:
         """Clear the waiting queue and statistics."""
@@ -160,6 +167,10 @@ class SarathiServe:
     def schedule(self, view: EngineView) -> BatchPlan:
         """Build the hybrid batch: decodes, ongoing prefills, then admissions."""
         self.queue.sync(view)
+        if self._compiled:
+            plan = self._compiled_plan(view)
+            if plan is not None:
+                return plan
         srt, decodes, partial_ids, total_need = split_running(
             view.running, view.prompt, view.generated, view.computed, view.blocks, view.block_size
         )
@@ -188,6 +199,31 @@ class SarathiServe:
         sensitive = open_queue and (used < self._chunks[0] or self.config.max_model_len is not None)
         repeat = self._repeat(view, prefills, n_dec, partials)
         return BatchPlan(ids, tokens, reject=tuple(rejects), repeat=repeat, arrival_sensitive=sensitive)
+
+    def _compiled_plan(self, view: EngineView) -> BatchPlan | None:
+        """The default configuration's plan in one compiled call, or None where the Python path must decide.
+
+        Same rules and the same row order as the Python path (a test compares both on random workloads).
+        """
+        cfg = self.config
+        q = self.queue.items
+        running = view.running
+        room = max(cfg.max_num_seqs - running.size, 0) + 1  # every candidate the admission loop can reach
+        head = np.fromiter(islice(q, room), dtype=np.int64, count=min(room, len(q)))
+        status, ids, tokens, n_dec, admitted, used = fcfs_chunked_plan(
+            running, head, view.prompt, view.generated, view.computed, view.blocks, view.block_size,
+            view.free_blocks, view.total_blocks - view.watermark_blocks, view.watermark_blocks, cfg.chunk_size,
+            cfg.max_num_seqs,
+        )  # fmt: skip
+        if status != FAST_OK:
+            return None
+        for _ in range(admitted):
+            q.popleft()
+        self.plan_decodes = ids[:n_dec]
+        if n_dec > cfg.chunk_size:
+            self.budget_overruns += 1
+        sensitive = len(q) == 0 and used < cfg.chunk_size
+        return BatchPlan(ids, tokens, repeat=UNBOUNDED_REPEAT, arrival_sensitive=sensitive)
 
     def _chunk_limit(self, view: EngineView, rid: int) -> int:
         """The request's chunk size: ``chunk_size``, or its dynamic-chunking stage size."""

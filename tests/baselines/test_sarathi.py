@@ -177,3 +177,22 @@ def test_fast_forward_matches_step_by_step(name, kwargs, blocks):
     fast, slow = (run(make_scheduler(name, **kwargs), reqs, blocks, ff) for ff in (True, False))
     assert fast.iterations == slow.iterations
     assert_same_columns(fast, slow)
+
+
+@pytest.mark.parametrize(("blocks", "seed"), [(40, 3), (120, 4), (3000, 5)])
+def test_compiled_fast_path_makes_the_same_plans_as_the_python_path(blocks, seed):
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(0.03, 120))
+    reqs = make_requests([(float(a), int(rng.integers(1, 500)), int(rng.integers(1, 80))) for a in arrivals])
+    plans = []
+    for compiled in (True, False):
+        sched = SarathiServe(compiled=compiled)
+        sched.reset(seed=0)
+        engine = Engine(reqs, SimulatedRunner(LinearCost()), EngineConfig(KVConfig(blocks, 16, 0.01)))
+        seen = []
+        while not engine.done:
+            plan = sched.schedule(engine.view())
+            seen.append((plan.as_dict(), plan.preempt, plan.repeat, plan.arrival_sensitive))
+            engine.step(plan)
+        plans.append(seen)
+    assert plans[0] == plans[1]
