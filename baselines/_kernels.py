@@ -7,6 +7,16 @@ from numba import njit
 
 
 @njit(cache=True)
+def _decode_need(r, prompt, generated, computed, blocks, bs):  # type: ignore[no-untyped-def]
+    """-1 if request ``r`` is not a decode, else the new blocks it needs to cache one more token."""
+    g = generated[r]
+    c = computed[r]
+    if prompt[r] + g - c != 1 or g < 1:
+        return -1
+    return max((c + bs) // bs - blocks[r], 0)
+
+
+@njit(cache=True)
 def split_running(running, prompt, generated, computed, blocks, bs):  # type: ignore[no-untyped-def]
     """Sort running ids (oldest arrival first) and split them into decodes and partial prefills.
 
@@ -22,14 +32,11 @@ def split_running(running, prompt, generated, computed, blocks, bs):  # type: ig
     need = 0
     for i in range(m):
         r = srt[i]
-        g = generated[r]
-        c = computed[r]
-        if prompt[r] + g - c == 1 and g >= 1:
+        extra = _decode_need(r, prompt, generated, computed, blocks, bs)
+        if extra >= 0:
             dec[nd] = r
             nd += 1
-            extra = (c + bs) // bs - blocks[r]
-            if extra > 0:
-                need += extra
+            need += extra
         else:
             par[npar] = r
             npar += 1
@@ -60,15 +67,12 @@ def fcfs_chunked_plan(running, head, prompt, generated, computed, blocks, bs, fr
     n = 0
     for i in range(m):
         r = srt[i]
-        g = generated[r]
-        c = computed[r]
-        if prompt[r] + g - c == 1 and g >= 1:
+        extra = _decode_need(r, prompt, generated, computed, blocks, bs)
+        if extra >= 0:
             ids[n] = r
             tokens[n] = 1
             n += 1
-            extra = (c + bs) // bs - blocks[r]
-            if extra > 0:
-                need += extra
+            need += extra
     if need > free:
         return FAST_FALLBACK, ids[:0], tokens[:0], 0, 0, 0
     free -= need
@@ -76,10 +80,9 @@ def fcfs_chunked_plan(running, head, prompt, generated, computed, blocks, bs, fr
     used = n
     for i in range(m):
         r = srt[i]
-        g = generated[r]
-        pend = prompt[r] + g - computed[r]
-        if pend == 1 and g >= 1:
+        if _decode_need(r, prompt, generated, computed, blocks, bs) >= 0:
             continue
+        pend = prompt[r] + generated[r] - computed[r]
         chunk = min(pend, max(budget - used, 0))
         if chunk > 0:
             ids[n] = r
