@@ -22,12 +22,10 @@ from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import Allocation, EngineRequirements, Overflow, RestartMode, Runner
 from llmsched_gym.core.recorder import Recorder, RecorderConfig
 from llmsched_gym.core.request import Request
-from llmsched_gym.core.stretch import Prepared, blocks_needed, prepare, run_iterations
-from llmsched_gym.core.table import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
+from llmsched_gym.core.stretch import Prepared, prepare, run_iterations
+from llmsched_gym.core.table import REJECTED, RUNNING, STATE_NAMES, WAITING, RequestTable
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.errors import InvalidPlanError, KVCapacityError, LivelockError, TraceFormatError
-
-_STATE_NAMES = {0: "unknown", WAITING: "waiting", RUNNING: "running", FINISHED: "finished", REJECTED: "rejected"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +273,7 @@ class Engine:
     def _apply_reject(self, rid: int, reason: str) -> None:
         self._check_id(rid, "reject")
         if self.table.state[rid] != WAITING:
-            state = _STATE_NAMES[int(self.table.state[rid])]
+            state = STATE_NAMES[int(self.table.state[rid])]
             raise InvalidPlanError(f"rule 'reject only waiting requests': request {rid} is {state}")
         self._reject(rid, f"rejected by scheduler: {reason}")
         self.runner.forget(np.array([rid], dtype=np.int64))
@@ -290,7 +288,7 @@ class Engine:
         for rid in victims:
             self._check_id(rid, "preempt")
             if self.table.state[rid] != RUNNING:
-                state = _STATE_NAMES[int(self.table.state[rid])]
+                state = STATE_NAMES[int(self.table.state[rid])]
                 raise InvalidPlanError(f"rule 'preempt only running requests': request {rid} is {state}")
         self._evict(victims)
         return victims
@@ -314,7 +312,12 @@ class Engine:
     # ---- KV fit --------------------------------------------------------------------------
     def blocks_needed(self, ids: IntArray, n: IntArray, k: int = 1) -> IntArray:
         """New blocks each row needs after ``k`` repetitions (admission reservation included)."""
-        return blocks_needed(self, ids, n, k)
+        t = self.table
+        out: IntArray = kernels.blocks_needed(
+            ids, n, k, t.state, t.prompt, t.generated, t.computed, t.blocks, self.pool.block_size,
+            self.prompt_allocation,
+        )  # fmt: skip
+        return out
 
     def _fit(self, prep: Prepared, repeat: int) -> tuple[Prepared, list[int]]:
         ids, n = prep.work.ids, prep.work.n_tokens

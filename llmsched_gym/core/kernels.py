@@ -97,12 +97,7 @@ def prepare(ids, n, mark, stamp, n_arrived, state, prompt, generated, computed, 
 
 @njit(cache=True)
 def _need_total(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc):  # type: ignore[no-untyped-def]
-    total = 0
-    for i in range(ids.size):
-        r = ids[i]
-        reserve = prompt_alloc and state[r] == _WAITING
-        total += _after_blocks(computed[r], n[i], k, prompt[r], generated[r], blocks[r], bs, reserve)
-    return total
+    return blocks_needed(ids, n, k, state, prompt, generated, computed, blocks, bs, prompt_alloc).sum()
 
 
 @njit(cache=True)

@@ -24,14 +24,13 @@ import numpy as np
 from llmsched_gym.core import kernels
 from llmsched_gym.core.batch import BatchSummary, FloatArray, IntArray, IterationWork
 from llmsched_gym.core.plan import BatchPlan
-from llmsched_gym.core.table import RequestTable
+from llmsched_gym.core.table import STATE_NAMES, RequestTable
 from llmsched_gym.errors import InvalidPlanError
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
 _INF = float("inf")
-_STATE_NAMES = {0: "unknown", 1: "waiting", 2: "running", 3: "finished", 4: "rejected"}
 
 
 class Prepared(NamedTuple):
@@ -62,28 +61,12 @@ def _plan_error(t: RequestTable, err: int, rid: int, tokens: int) -> InvalidPlan
     if err == kernels.ERR_UNKNOWN:
         return InvalidPlanError(f"rule 'schedule known requests': id {rid} has not arrived (0..{t.n - 1})")
     if err == kernels.ERR_STATE:
-        state = _STATE_NAMES[int(t.state[rid])]
+        state = STATE_NAMES[int(t.state[rid])]
         return InvalidPlanError(f"rule 'schedule only waiting or running requests': request {rid} is {state}")
     if err == kernels.ERR_DUPLICATE:
         return InvalidPlanError(f"rule 'each request at most once per plan': request {rid} appears twice")
     pend = int(t.prompt[rid] + t.generated[rid] - t.computed[rid])
     return InvalidPlanError(f"rule 'tokens available (1 <= n <= pending)': request {rid} asks {tokens} of {pend}")
-
-
-def blocks_needed(engine: Engine, ids: IntArray, n: IntArray, k: int = 1) -> IntArray:
-    """New blocks each row needs after ``k`` repetitions (admission reservation included)."""
-    t = engine.table
-    out: IntArray = kernels.blocks_needed(
-        ids, n, k, t.state, t.prompt, t.generated, t.computed, t.blocks, engine.pool.block_size,
-        engine.prompt_allocation,
-    )  # fmt: skip
-    return out
-
-
-def iteration_ends(t0: float, durations: FloatArray) -> FloatArray:
-    """End times of consecutive iterations, accumulated exactly as a step-by-step loop would."""
-    out: FloatArray = kernels.stretch_ends(t0, durations, _INF, _INF)
-    return out
 
 
 def run_iterations(engine: Engine, plan: BatchPlan, prep: Prepared) -> FloatArray:

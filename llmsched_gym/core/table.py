@@ -15,6 +15,7 @@ WAITING = 1
 RUNNING = 2
 FINISHED = 3
 REJECTED = 4
+STATE_NAMES = {0: "unknown", WAITING: "waiting", RUNNING: "running", FINISHED: "finished", REJECTED: "rejected"}
 
 _NAN = float("nan")
 _INF = float("inf")
