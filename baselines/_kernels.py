@@ -59,7 +59,14 @@ def fcfs_chunked_plan(running, head, prompt, generated, computed, blocks, bs, fr
 
     Returns ``(status, ids, tokens, n_decodes, n_admitted, used)``.
     """
-    srt = np.sort(running)
+    return fcfs_chunked_plan_sorted(np.sort(running), head, prompt, generated, computed, blocks, bs, free, usable,
+                                    watermark, budget, max_seqs)  # fmt: skip
+
+
+@njit(cache=True)
+def fcfs_chunked_plan_sorted(srt, head, prompt, generated, computed, blocks, bs, free, usable, watermark, budget,
+                             max_seqs):  # type: ignore[no-untyped-def]  # fmt: skip
+    """:func:`fcfs_chunked_plan` for running ids already sorted ascending."""
     m = srt.size
     ids = np.empty(m + head.size, np.int64)
     tokens = np.empty(m + head.size, np.int64)

@@ -32,18 +32,24 @@ Deviations from the paper and code:
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from baselines._fused_sarathi import run_segment
 from baselines._kernels import FAST_OK, fcfs_chunked_plan, split_running
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
+from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_with_preemption
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +170,24 @@ class SarathiServe:
         self.budget_overruns = 0
 
     # ---- the iteration -------------------------------------------------------------------
+    def fused_driver(self, engine: Engine) -> Callable[[], None] | None:
+        """A callable advancing ``engine`` by compiled segments of decisions, where this configuration has one.
+
+        Used by :func:`llmsched_gym.simulate.run_engine`; ``None`` unless the compiled path is on, the
+        engine fuses its steps (a compiled cost model) and no per-token times are recorded.
+        """
+        cost = engine.compiled_cost
+        if not self._compiled or cost is None or engine.recorder.config.token_times:
+            return None
+        return partial(run_segment, self, engine, cost)
+
     def schedule(self, view: EngineView) -> BatchPlan:
         """Build the hybrid batch: decodes, ongoing prefills, then admissions."""
         self.queue.sync(view)
+        return self.plan(view)
+
+    def plan(self, view: EngineView) -> BatchPlan:
+        """:meth:`schedule` for a view whose arrivals the queue has already taken in."""
         if self._compiled:
             plan = self._compiled_plan(view)
             if plan is not None:
@@ -339,45 +360,3 @@ def _plan_arrays(decodes: IntArray, prefills: dict[int, int]) -> tuple[IntArray,
     tokens = np.ones(ids.size, dtype=np.int64)
     tokens[n_dec:] = list(prefills.values())
     return ids, tokens
-
-
-def decode_with_preemption(
-    view: EngineView, order: list[int], free: int
-) -> tuple[list[int], list[int], list[int], int]:
-    """The Sarathi/vLLM decode pass when KV slots run out (spec §6 step 2, §3 step 3).
-
-    Walks ``order`` from the head. Rows that are not decodes are set aside as partial prefills. A decode
-    that needs a new block while none is free recompute-preempts the request at the tail of ``order``
-    (the youngest unprocessed one) until the block fits, or itself when nothing is left.
-
-    Args:
-        view: The engine view.
-        order: Running request ids, highest priority first.
-        free: Free KV blocks.
-
-    Returns:
-        ``(decodes, partials, preempted, free)``: scheduled decodes, set-aside prefills, victims in
-        preemption order, and the free blocks left.
-    """
-    decodes: list[int] = []
-    partials: list[int] = []
-    preempted: list[int] = []
-    bs = view.block_size
-    todo = deque(order)
-    while todo:
-        rid = todo.popleft()
-        if view.pending(rid) != 1 or view.generated[rid] < 1:
-            partials.append(rid)
-            continue
-        need = max(0, -(-(int(view.computed[rid]) + 1) // bs) - int(view.blocks[rid]))
-        while need > free and todo:
-            victim = todo.pop()
-            preempted.append(victim)
-            free += int(view.blocks[victim])
-        if need > free:
-            preempted.append(rid)
-            free += int(view.blocks[rid])
-            continue
-        free -= need
-        decodes.append(rid)
-    return decodes, partials, preempted, free

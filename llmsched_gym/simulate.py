@@ -52,15 +52,24 @@ class SimulationResult:
 
 
 def run_engine(engine: Engine, scheduler: Scheduler, *, progress: bool = False, total: int | None = None) -> None:
-    """Drive ``engine`` with ``scheduler`` until it is done."""
+    """Drive ``engine`` with ``scheduler`` until it is done.
+
+    A scheduler may offer ``fused_driver(engine)``: a callable that advances the engine by one or more
+    decisions in compiled code (see ``baselines/_fused_sarathi.py``); it is used when it returns one.
+    """
     bar = _progress_bar(total) if progress else None
-    finished = 0
+    make_driver = getattr(scheduler, "fused_driver", None)
+    drive = make_driver(engine) if make_driver is not None else None
     step, view, schedule = engine.step, engine.view, scheduler.schedule
+    served = 0
     while not engine.done:
-        res = step(schedule(view()))
-        if bar is not None and res.finished:
-            finished += len(res.finished)
-            bar.update(len(res.finished))
+        if drive is not None:
+            drive()
+        else:
+            step(schedule(view()))
+        if bar is not None and engine.table.n - engine.unfinished > served:
+            bar.update(engine.table.n - engine.unfinished - served)
+            served = engine.table.n - engine.unfinished
     if bar is not None:
         bar.close()
 

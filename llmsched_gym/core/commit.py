@@ -39,7 +39,12 @@ def commit_iterations(engine: Engine, work: IterationWork, ends: FloatArray) -> 
         t.prompt_done, t.first_sched, t.first_token, t.last_token, t.finish, t.admit_time, t.admit_seq,
         t.tbt_max, t.tbt_sum, t.tbt_n, t.tbt_viol, t.slo_tbt,
     )  # fmt: skip
-    new, freed, admitted, finished, gaps1, shared, n_shared_rows, emitted, emit_rows, emit_counts = out
+    return outcome_of(engine, ends, out)
+
+
+def outcome_of(engine: Engine, ends: FloatArray, raw: tuple) -> CommitOutcome:  # type: ignore[type-arg]
+    """Record the TBT samples (and token times) of a committed stretch; ``raw`` is ``kernels.commit``'s result."""
+    new, freed, admitted, finished, gaps1, shared, n_shared_rows, emitted, emit_rows, emit_counts = raw
     rec = engine.recorder
     rec.add_tbt(gaps1)
     if n_shared_rows:

@@ -10,91 +10,27 @@ stretch of identical iterations up to the first event that could change the deci
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from llmsched_gym.core import kernels
-from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.commit import commit_iterations
-from llmsched_gym.core.kv import BlockPool, KVConfig
+from llmsched_gym.core.batch import FloatArray, IntArray
+from llmsched_gym.core.commit import CommitOutcome, commit_iterations
+from llmsched_gym.core.config import EngineConfig, StepResult
+from llmsched_gym.core.cost_kernels import CompiledCost
+from llmsched_gym.core.fused import fused_step
+from llmsched_gym.core.kv import BlockPool
 from llmsched_gym.core.plan import BatchPlan
-from llmsched_gym.core.protocols import Allocation, EngineRequirements, Overflow, RestartMode, Runner
-from llmsched_gym.core.recorder import Recorder, RecorderConfig
+from llmsched_gym.core.protocols import Runner
+from llmsched_gym.core.recorder import Recorder
 from llmsched_gym.core.request import Request
 from llmsched_gym.core.stretch import Prepared, prepare, run_iterations
 from llmsched_gym.core.table import REJECTED, RUNNING, STATE_NAMES, WAITING, RequestTable
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.errors import InvalidPlanError, KVCapacityError, LivelockError, TraceFormatError
 
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Engine modes and limits.
-
-    Attributes:
-        kv: KV pool configuration.
-        allocation: ``"prompt"`` (reserve the pending prefill at admission) or ``"on_demand"``.
-        overflow: ``"error"`` or ``"evict_newest"`` (repair infeasible plans, spec §1.4).
-        restart_mode: ``"recompute"`` or ``"full"`` (spec §1.3).
-        fast_forward: Allow stretches of repeated plans to be committed at once.
-        max_idle_decisions: Consecutive decisions that process no token and admit no arrival
-            before :class:`LivelockError` is raised.
-        recorder: What to record.
-    """
-
-    kv: KVConfig
-    allocation: Allocation = "prompt"
-    overflow: Overflow = "error"
-    restart_mode: RestartMode = "recompute"
-    fast_forward: bool = True
-    max_idle_decisions: int = 10_000
-    recorder: RecorderConfig = field(default_factory=RecorderConfig)
-
-    def __post_init__(self) -> None:
-        """Validate modes."""
-        if self.allocation not in ("prompt", "on_demand"):
-            raise ValueError(f"EngineConfig: allocation={self.allocation!r} must be 'prompt' or 'on_demand'")
-        if self.overflow not in ("error", "evict_newest"):
-            raise ValueError(f"EngineConfig: overflow={self.overflow!r} must be 'error' or 'evict_newest'")
-        if self.restart_mode not in ("recompute", "full"):
-            raise ValueError(f"EngineConfig: restart_mode={self.restart_mode!r} must be 'recompute' or 'full'")
-        if self.max_idle_decisions < 1:
-            raise ValueError(f"EngineConfig: max_idle_decisions={self.max_idle_decisions} must be >= 1")
-
-    def with_requirements(self, req: EngineRequirements) -> EngineConfig:
-        """This config with a scheduler's required modes applied."""
-        from dataclasses import replace
-
-        return replace(
-            self,
-            allocation=req.allocation or self.allocation,
-            overflow=req.overflow or self.overflow,
-            restart_mode=req.restart_mode or self.restart_mode,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    """What one ``engine.step`` did.
-
-    Attributes:
-        t_start: Clock before the step.
-        t_end: Clock after the step.
-        iterations: Iterations executed (0 for idle or preempt-only plans).
-        tokens: Tokens processed (prefill and decode).
-        emitted: Output tokens delivered to users.
-        finished: Ids that finished.
-        evicted: Ids evicted (by the plan or by overflow repair).
-    """
-
-    t_start: float
-    t_end: float
-    iterations: int
-    tokens: int
-    emitted: int
-    finished: tuple[int, ...]
-    evicted: tuple[int, ...]
+_INF = float("inf")
+__all__ = ["Engine", "EngineConfig", "StepResult"]
 
 
 class Engine:
@@ -134,12 +70,32 @@ class Engine:
         self._last_arrival = 0.0
         self._pull()
         self._view = EngineView(self)
+        self._cost: CompiledCost | None = getattr(runner, "compiled_cost", None) if config.compiled else None
 
     # ---- arrivals ------------------------------------------------------------------------
     @property
     def next_arrival_time(self) -> float | None:
-        """Arrival time of the next request not yet ingested, or ``None``."""
+        """Arrival time of the next request not yet taken in (staged or not), or ``None``."""
+        t = self.table
+        if t.rows > t.n:
+            return float(t.arrival[t.n])
         return None if self._next is None else self._next.arrival
+
+    @property
+    def stage_horizon(self) -> float:
+        """Arrival time of the first request not yet staged (``inf`` when the workload is exhausted)."""
+        return _INF if self._next is None else self._next.arrival
+
+    def stage(self, limit: int) -> None:
+        """Write upcoming requests into the table ahead of their arrival, up to ``limit`` staged rows.
+
+        Staged rows are invisible (beyond ``table.n``) until the clock reaches their arrival; compiled
+        segments (:mod:`llmsched_gym.core.fused`) then take them in without returning to Python.
+        """
+        t = self.table
+        while self._next is not None and t.rows - t.n < limit:
+            t.stage(self._next)
+            self._pull()
 
     def _pull(self) -> None:
         nxt = next(self._source, None)
@@ -154,14 +110,22 @@ class Engine:
 
     def _ingest(self) -> int:
         added = 0
-        while self._next is not None and self._next.arrival <= self.now:
-            rid = self.table.add(self._next)
+        t = self.table
+        while True:
+            if t.rows > t.n:
+                if t.arrival[t.n] > self.now:
+                    break
+                rid = t.arrive()
+            elif self._next is not None and self._next.arrival <= self.now:
+                rid = t.add(self._next)
+                self._pull()
+            else:
+                break
             self._unfinished += 1
             self.n_waiting += 1
-            self._max_client = max(self._max_client, self._next.client)
+            self._max_client = max(self._max_client, int(t.client[rid]))
             self._check_fits(rid)
             added += 1
-            self._pull()
         return added
 
     def _check_fits(self, rid: int) -> None:
@@ -191,9 +155,14 @@ class Engine:
         return self._view
 
     @property
+    def compiled_cost(self) -> CompiledCost | None:
+        """The compiled cost model the fused step uses (``None``: classic path)."""
+        return self._cost
+
+    @property
     def done(self) -> bool:
         """True when every request has arrived and finished or been rejected."""
-        return self._next is None and self._unfinished == 0
+        return self._next is None and self._unfinished == 0 and self.table.rows == self.table.n
 
     @property
     def unfinished(self) -> int:
@@ -217,13 +186,26 @@ class Engine:
             keep_events: Keep the events (arrived, finished, evicted) the next view will report from
                 before this step instead of starting afresh: for steps no decider saw, such as an
                 environment skipping idle time between two decisions.
+
+        A plan that raises :class:`InvalidPlanError` or :class:`KVCapacityError` is not counted and
+        leaves the events for the next view in place.
         """
         self._ingest()
+        if keep_events:
+            return self._step(plan)
+        mark, finished, evicted = self.arrival_mark, self.events_finished, self.events_evicted
+        self.arrival_mark, self.events_finished, self.events_evicted = self.table.n, [], []
+        try:
+            return self._step(plan)
+        except (InvalidPlanError, KVCapacityError):
+            self.decisions -= 1
+            self.arrival_mark = mark
+            self.events_finished = finished + self.events_finished
+            self.events_evicted = evicted + self.events_evicted
+            raise
+
+    def _step(self, plan: BatchPlan) -> StepResult:
         self.decisions += 1
-        if not keep_events:
-            self.events_finished.clear()
-            self.events_evicted.clear()
-            self.arrival_mark = self.table.n
         t0 = self.now
         for rid, reason in plan.reject:
             self._apply_reject(rid, reason)
@@ -231,6 +213,10 @@ class Engine:
         if plan.ids.size == 0:
             return self._idle(plan, t0, tuple(evicted))
         repeat = plan.repeat if self.config.fast_forward and self.runner.supports_stretch else 1
+        if self._cost is not None:
+            fast = fused_step(self, self._cost, plan, repeat)
+            if fast is not None:
+                return self._finish(t0, fast.ends, fast.n_decodes, fast.tokens, fast.commit, tuple(evicted))
         prep = prepare(self, plan.ids, plan.tokens, repeat)
         if prep.need1 > self.pool.free:
             prep, repaired = self._fit(prep, repeat)
@@ -348,8 +334,14 @@ class Engine:
     # ---- execution -----------------------------------------------------------------------
     def _execute(self, plan: BatchPlan, prep: Prepared, t0: float, evicted: tuple[int, ...]) -> StepResult:
         ends = run_iterations(self, plan, prep)
-        k = ends.size
         out = commit_iterations(self, prep.work, ends)
+        return self._finish(t0, ends, prep.work.summary.n_decodes, prep.tokens, out, evicted)
+
+    def _finish(
+        self, t0: float, ends: FloatArray, n_dec: int, tokens: int, out: CommitOutcome, evicted: tuple[int, ...]
+    ) -> StepResult:
+        """Book a committed stretch: KV, running set, events, clock, iteration log and samples."""
+        k = ends.size
         self.pool.free += out.freed_blocks - out.new_blocks
         if out.admitted.size:
             self.n_waiting -= out.admitted.size
@@ -369,16 +361,15 @@ class Engine:
             self.runner.forget(out.finished)
         self.now = float(ends[-1])
         self.last_duration = float(ends[-1] - (ends[-2] if k > 1 else t0))
-        n_dec = prep.work.summary.n_decodes
         if self.recorder.config.iterations:
-            n_pre = prep.tokens - n_dec
+            n_pre = tokens - n_dec
             self.recorder.iterations.append((t0, self.now - t0, k, n_pre * k, n_dec * k, self.pool.used))
         self.iterations += k
         self.busy_time += self.now - t0
         self._idle_streak = 0
         if self.now >= self.recorder.next_sample:
             self._sample_until(self.now)
-        return StepResult(t0, self.now, k, prep.tokens * k, out.emitted, finished, evicted)
+        return StepResult(t0, self.now, k, tokens * k, out.emitted, finished, evicted)
 
     # ---- sampling ------------------------------------------------------------------------
     def _sample_until(self, now: float) -> None:

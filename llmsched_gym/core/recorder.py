@@ -40,6 +40,7 @@ class Recorder:
         self.config = config
         self.tbt_values: list[FloatArray] = []
         self.tbt_weights: list[int] = []
+        self._weighted: list[tuple[FloatArray, FloatArray]] = []
         self.iterations: list[tuple[float, float, int, int, int, int]] = []
         self.samples: list[tuple[float, int, int, int]] = []
         self.client_service: list[np.ndarray] = []
@@ -53,10 +54,18 @@ class Recorder:
             self.tbt_values.append(values)
             self.tbt_weights.append(weight)
 
+    def add_tbt_weighted(self, values: FloatArray, weights: FloatArray) -> None:
+        """Record TBT gaps with a weight each (two aligned arrays)."""
+        if values.size:
+            self._weighted.append((values, weights))
+
     def tbt_samples(self) -> tuple[FloatArray, FloatArray]:
         """All recorded gaps and their weights, as two aligned arrays."""
-        if not self.tbt_values:
+        if not self.tbt_values and not self._weighted:
             return np.zeros(0), np.zeros(0)
-        values = np.concatenate(self.tbt_values)
-        weights = np.repeat(np.asarray(self.tbt_weights, dtype=np.float64), [v.size for v in self.tbt_values])
+        sizes = [v.size for v in self.tbt_values]
+        values = np.concatenate([*self.tbt_values, *(v for v, _ in self._weighted)])
+        weights = np.concatenate(
+            [np.repeat(np.asarray(self.tbt_weights, dtype=np.float64), sizes), *(w for _, w in self._weighted)]
+        )
         return values, weights

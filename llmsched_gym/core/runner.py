@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llmsched_gym.core.batch import FloatArray, IntArray, IterationWork
+from llmsched_gym.core.cost_kernels import CompiledCost
 from llmsched_gym.core.protocols import CostModel
 
 
@@ -17,6 +18,9 @@ class SimulatedRunner:
 
     def __init__(self, cost_model: CostModel) -> None:
         self.cost_model = cost_model
+        form = getattr(cost_model, "compiled_form", None)
+        self.compiled_cost: CompiledCost | None = form() if callable(form) else None
+        """The cost model's compiled form, if it has one (the engine then fuses each step into one call)."""
 
     def run(self, work: IterationWork) -> float:
         """Duration of one iteration."""

@@ -55,6 +55,12 @@ COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("tbt_viol", np.int64, 0),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+# The columns the fused compiled step reads and writes, in its argument order (llmsched_gym.core.fused).
+KERNEL_COLUMNS = (
+    "mark", "state", "prompt", "generated", "computed", "blocks", "target", "emitted", "prompt_done", "first_sched",
+    "first_token", "last_token", "finish", "admit_time", "admit_seq", "tbt_max", "tbt_sum", "tbt_n", "tbt_viol",
+    "slo_tbt", "arrival",
+)  # fmt: skip
 # Scratch columns of the engine (not part of results): ``mark`` detects duplicate ids in a plan.
 _INTERNAL: tuple[tuple[str, type, float], ...] = (("mark", np.int64, -1),)
 
@@ -62,8 +68,12 @@ _INTERNAL: tuple[tuple[str, type, float], ...] = (("mark", np.int64, -1),)
 class RequestTable:
     """Per-request columns plus the SLO class registry.
 
+    Rows ``[0, n)`` are the requests that have arrived; rows ``[n, rows)`` are staged: written ahead
+    of their arrival (by :meth:`stage`) so compiled code can take them in as the clock passes them.
+
     Attributes:
-        n: Number of rows in use (requests arrived so far).
+        n: Number of requests arrived so far.
+        rows: Number of rows written (``>= n``).
         slo_names: Names of the SLO classes seen, indexed by the ``slo_class`` column.
         reject_reason: Reason strings of rejected requests, by engine id.
     """
@@ -103,6 +113,7 @@ class RequestTable:
 
     def __init__(self, capacity: int = 1024) -> None:
         self.n = 0
+        self.rows = 0
         self._cap = 0
         self.slo_names: list[str] = []
         self.reject_reason: dict[int, str] = {}
@@ -112,9 +123,14 @@ class RequestTable:
         for name, dtype, fill in COLUMNS + _INTERNAL:
             new: np.ndarray = np.full(cap, fill, dtype=dtype)
             if self._cap:
-                new[: self.n] = getattr(self, name)[: self.n]
+                new[: self.rows] = getattr(self, name)[: self.rows]
             setattr(self, name, new)
         self._cap = cap
+        self._kernel_cols = tuple(getattr(self, name) for name in KERNEL_COLUMNS)
+
+    def kernel_columns(self) -> tuple[np.ndarray, ...]:
+        """The columns of :data:`KERNEL_COLUMNS` as one tuple (the current arrays; rebuilt when the table grows)."""
+        return self._kernel_cols
 
     @property
     def capacity(self) -> int:
@@ -122,10 +138,24 @@ class RequestTable:
         return self._cap
 
     def add(self, req: Request) -> int:
-        """Append a request in the WAITING state and return its engine id."""
-        if self.n == self._cap:
+        """Append an arrived request in the WAITING state and return its engine id (nothing may be staged)."""
+        if self.rows != self.n:
+            raise RuntimeError(f"RequestTable.add: {self.rows - self.n} staged rows must arrive first")
+        self.stage(req)
+        return self.arrive()
+
+    def arrive(self) -> int:
+        """Mark the first staged row as arrived and return its engine id."""
+        if self.n == self.rows:
+            raise RuntimeError("RequestTable.arrive: no staged row")
+        self.n += 1
+        return self.n - 1
+
+    def stage(self, req: Request) -> int:
+        """Write a request that has not arrived yet after the last row; returns its future engine id."""
+        if self.rows == self._cap:
             self._grow(2 * self._cap)
-        i = self.n
+        i = self.rows
         self.ext_id[i] = req.id
         self.arrival[i] = req.arrival
         self.prompt[i] = req.prompt_len
@@ -141,7 +171,7 @@ class RequestTable:
             self.slo_ttft[i] = _INF if req.slo.ttft_s is None else req.slo.ttft_s
             self.slo_tbt[i] = _INF if req.slo.tbt_s is None else req.slo.tbt_s
         self.state[i] = WAITING
-        self.n = i + 1
+        self.rows = i + 1
         return i
 
     def _slo_index(self, name: str) -> int:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmsched_gym.core.batch import BatchSummary, FloatArray
+from llmsched_gym.core.cost_kernels import TILE_KNEE_LINEAR, CompiledCost
 from llmsched_gym.costs._common import check_k, prefill_aggregates
 from llmsched_gym.costs.profile_fit import COEFFICIENTS, FittedParams, MeasuredPoint, Validation
 from llmsched_gym.errors import ProfileError
@@ -331,6 +332,12 @@ class ProfileCostModel:
         tile = p.tile_tokens
         gemm = -(-tokens // tile) * tile if tile > 1 else tokens
         return p.c0 + p.c_tok * max(gemm - p.knee_tokens, 0) + p.c_dec * n_dec
+
+    def compiled_form(self) -> CompiledCost:
+        """The fitted form as coefficients of the compiled tile-knee-linear form (for the fused step)."""
+        p = self.params
+        coef = [p.c0, p.tile_tokens, p.c_tok, p.knee_tokens, p.c_dec, p.c_kv, p.c_attn, p.c_pre_ctx]
+        return CompiledCost(TILE_KNEE_LINEAR, np.array(coef, dtype=np.float64))
 
     def iteration_time(self, batch: BatchSummary) -> float:
         """Duration of one iteration computing ``batch``, in seconds."""

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from llmsched_gym.core.batch import BatchSummary, FloatArray
+from llmsched_gym.core.cost_kernels import ROOFLINE, CompiledCost
 from llmsched_gym.costs._common import check_k, prefill_aggregates
 from llmsched_gym.hardware import GPUSpec, ModelSpec, check_tp, get_gpu, get_model
 
@@ -158,6 +159,11 @@ class RooflineCostModel:
 
     def __repr__(self) -> str:
         return f"RooflineCostModel({self.gpu.name!r}, {self.model.name!r}, tp={self.tp}, params={self.params!r})"
+
+    def compiled_form(self) -> CompiledCost:
+        """The model as coefficients of the compiled roofline form (the engine's fused step uses it)."""
+        coef = [self._overhead, self._tile, self._c_lin, self._c_head, self._t_weights, self._c_attn, self._c_kv]
+        return CompiledCost(ROOFLINE, np.array([*coef, self._c_ar, self._ar_lat], dtype=np.float64))
 
     def iteration_time(self, batch: BatchSummary) -> float:
         """Duration of one iteration computing ``batch``, in seconds (formula in the class docstring)."""

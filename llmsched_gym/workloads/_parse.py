@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
 import math
 import re
@@ -76,6 +77,19 @@ def csv_rows(
     Raises:
         TraceFormatError: The file is empty, a column is missing, or a row has too few or too many fields.
     """
+    header: list[str] = []
+    for line, row in csv_fields(path, required, only=only, header_out=header):
+        yield line, dict(zip(header, row, strict=True))
+
+
+def csv_fields(
+    path: Path | str,
+    required: Sequence[str],
+    *,
+    only: tuple[str, str] | None = None,
+    header_out: list[str] | None = None,
+) -> Iterator[tuple[int, list[str]]]:
+    """:func:`csv_rows` yielding each row as a list of fields; ``header_out`` receives the header when it is read."""
     with open_text(path) as fh:
         header = next(csv.reader(fh), None)
         if header is None:
@@ -86,23 +100,41 @@ def csv_rows(
                 f"{where(path, 1)} (header): missing column(s) {missing}; found {header}; "
                 f"the file must have columns {list(required)}"
             )
+        if header_out is not None:
+            header_out[:] = header
         column, wanted = (-1, "") if only is None else (header.index(only[0]), only[1])
         prefixes = (wanted + ",", f'"{wanted}",') if column == 0 else None
-        last_line = [1]
-        reader = csv.reader(_numbered_lines(fh, prefixes, last_line))
-        for row in reader:
+        width = len(header)
+        for line, row in _split_rows(fh, prefixes):
             if not row or (column >= 0 and len(row) > column and row[column] != wanted):
                 continue
-            if len(row) != len(header):
-                raise TraceFormatError(
-                    f"{where(path, last_line[0])}: {len(row)} fields but the header has {len(header)}"
-                )
-            yield last_line[0], dict(zip(header, row, strict=True))
+            if len(row) != width:
+                raise TraceFormatError(f"{where(path, line)}: {len(row)} fields but the header has {width}")
+            yield line, row
 
 
-def _numbered_lines(lines: Iterable[str], prefixes: tuple[str, ...] | None, last_line: list[int]) -> Iterator[str]:
+def _split_rows(fh: Iterable[str], prefixes: tuple[str, ...] | None) -> Iterator[tuple[int, list[str]]]:
+    """Numbered CSV rows: lines without quotes are split directly, others (and what follows) go through ``csv``."""
+    lines = iter(enumerate(fh, start=2))
+    for number, text in lines:
+        if prefixes is not None and not text.startswith(prefixes):
+            continue
+        if '"' not in text:
+            body = text.rstrip("\r\n")
+            yield number, body.split(",") if body else []
+            continue
+        last_line = [number]
+        rest = itertools.chain([text], (t for _, t in lines))
+        for row in csv.reader(_numbered_lines(rest, prefixes, last_line, first=number)):
+            yield last_line[0], row
+        return
+
+
+def _numbered_lines(
+    lines: Iterable[str], prefixes: tuple[str, ...] | None, last_line: list[int], first: int = 2
+) -> Iterator[str]:
     """Pass lines through (only those starting with a prefix, if given), recording each one's line number."""
-    for number, text in enumerate(lines, start=2):
+    for number, text in enumerate(lines, start=first):
         if prefixes is None or text.startswith(prefixes):
             last_line[0] = number
             yield text

@@ -27,6 +27,7 @@ from llmsched_gym.errors import TraceFormatError
 from llmsched_gym.workloads._parse import (
     Row,
     ZeroPolicy,
+    csv_fields,
     csv_rows,
     jsonl_records,
     order_rows,
@@ -174,19 +175,37 @@ def iter_length_stats(path: Path | str, *, zero: ZeroPolicy = "error") -> Iterat
         TraceFormatError: A column is missing, a count is invalid, or the total does not match.
     """
     check_zero_policy(zero)
-    for line, row in csv_rows(path, LENGTH_STATS_COLUMNS):
-        pair = parse_pair(row["num_prefill_tokens"], row["num_decode_tokens"], path, line, LENGTH_STATS_COLUMNS, zero)
-        if pair is None:
-            continue
-        total_text = row.get("num_total_tokens")
-        if total_text is not None and total_text.strip():
-            total = parse_count(total_text, (path, line, "num_total_tokens"), allow_zero=True)
-            if total != pair[0] + pair[1]:
-                raise TraceFormatError(
-                    f"{where(path, line, 'num_total_tokens')}: {total} != num_prefill_tokens + num_decode_tokens "
-                    f"= {pair[0] + pair[1]}"
-                )
+    header: list[str] = []
+    i_p = i_o = i_t = -1
+    for line, row in csv_fields(path, LENGTH_STATS_COLUMNS, header_out=header):
+        if i_p < 0:
+            i_p, i_o = header.index(LENGTH_STATS_COLUMNS[0]), header.index(LENGTH_STATS_COLUMNS[1])
+            i_t = header.index("num_total_tokens") if "num_total_tokens" in header else -1
+        p_text, o_text = row[i_p], row[i_o]
+        pair: tuple[int, int] | None
+        both = p_text + o_text
+        if both.isdigit() and both.isascii() and p_text[:1] != "0" != o_text[:1]:  # plain positive integers
+            pair = (int(p_text), int(o_text))
+        else:
+            pair = parse_pair(p_text, o_text, path, line, LENGTH_STATS_COLUMNS, zero)
+            if pair is None:
+                continue
+        t_text = row[i_t] if i_t >= 0 else ""
+        if t_text and not (t_text.isdigit() and t_text.isascii() and int(t_text) == pair[0] + pair[1]):
+            _check_total(t_text, pair, path, line)
         yield pair
+
+
+def _check_total(text: str, pair: tuple[int, int], path: Path | str, line: int) -> None:
+    """Check a ``num_total_tokens`` value against the pair (blank is allowed)."""
+    if not text.strip():
+        return
+    total = parse_count(text, (path, line, "num_total_tokens"), allow_zero=True)
+    if total != pair[0] + pair[1]:
+        raise TraceFormatError(
+            f"{where(path, line, 'num_total_tokens')}: {total} != num_prefill_tokens + num_decode_tokens "
+            f"= {pair[0] + pair[1]}"
+        )
 
 
 def load_length_stats(

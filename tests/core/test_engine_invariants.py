@@ -12,6 +12,7 @@ from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.runner import SimulatedRunner
 from llmsched_gym.core.table import FINISHED, REJECTED, RUNNING, WAITING
 from llmsched_gym.core.view import EngineView
+from llmsched_gym.costs.roofline import RooflineCostModel
 from tests.helpers import LinearCost, make_requests
 
 
@@ -75,9 +76,12 @@ def check_invariants(engine: Engine, last_now: float) -> None:
     allocation=st.sampled_from(["prompt", "on_demand"]),
     restart=st.sampled_from(["recompute", "full"]),
     repeat=st.booleans(),
+    compiled=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_random_valid_plans_keep_every_invariant(specs, blocks, block_size, allocation, restart, repeat, seed):
+def test_random_valid_plans_keep_every_invariant(
+    specs, blocks, block_size, allocation, restart, repeat, compiled, seed
+):
     reqs = make_requests(specs)
     cfg = EngineConfig(
         KVConfig(num_blocks=blocks, block_size=block_size, watermark=0.0),
@@ -85,7 +89,9 @@ def test_random_valid_plans_keep_every_invariant(specs, blocks, block_size, allo
         restart_mode=restart,
         max_idle_decisions=100_000,
     )
-    engine = Engine(reqs, SimulatedRunner(LinearCost()), cfg)
+    cost = RooflineCostModel() if compiled else LinearCost()  # the roofline has a compiled form: fused steps
+    engine = Engine(reqs, SimulatedRunner(cost), cfg)
+    assert (engine.compiled_cost is not None) == compiled
     sched = RandomScheduler(engine, np.random.default_rng(seed), repeat)
     last = engine.now
     for _ in range(20_000):
