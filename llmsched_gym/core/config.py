@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from llmsched_gym.core.kv import KVConfig
 from llmsched_gym.core.protocols import Allocation, EngineRequirements, Overflow, RestartMode
@@ -59,9 +60,8 @@ class EngineConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    """What one ``engine.step`` did.
+class StepResult(NamedTuple):
+    """What one ``engine.step`` did (an immutable record; a named tuple because it is built every step).
 
     Attributes:
         t_start: Clock before the step.

@@ -266,6 +266,16 @@ class Engine:
 
     def _apply_preempt(self, plan: BatchPlan) -> list[int]:
         victims = list(plan.preempt)
+        arr = np.array(victims, dtype=np.int64)
+        t = self.table
+        self.stamp += 1
+        if kernels.valid_victims(arr, plan.ids, t.n, t.mark, self.stamp, t.state):
+            self._evict(victims, arr)
+            return victims
+        self._explain_preempt(plan, victims)  # raises the rule the plan breaks
+        return victims
+
+    def _explain_preempt(self, plan: BatchPlan, victims: list[int]) -> None:
         if len(set(victims)) != len(victims):
             raise InvalidPlanError(f"rule 'preempt each request once': duplicates in {victims}")
         in_plan = set(victims).intersection(plan.ids.tolist())
@@ -276,12 +286,12 @@ class Engine:
             if self.table.state[rid] != RUNNING:
                 state = STATE_NAMES[int(self.table.state[rid])]
                 raise InvalidPlanError(f"rule 'preempt only running requests': request {rid} is {state}")
-        self._evict(victims)
-        return victims
+        raise AssertionError(f"preempt {victims}: the compiled check and its explanation disagree")
 
-    def _evict(self, victims: list[int]) -> None:
+    def _evict(self, victims: list[int], arr: IntArray | None = None) -> None:
         t = self.table
-        arr = np.asarray(victims, dtype=np.int64)
+        if arr is None:
+            arr = np.asarray(victims, dtype=np.int64)
         full = self.config.restart_mode == "full"
         freed = kernels.evict(arr, full, t.state, t.blocks, t.computed, t.generated, t.wasted, t.preemptions)
         self.pool.release(int(freed))
@@ -342,12 +352,14 @@ class Engine:
     ) -> StepResult:
         """Book a committed stretch: KV, running set, events, clock, iteration log and samples."""
         k = ends.size
-        self.pool.free += out.freed_blocks - out.new_blocks
+        pool = self.pool
+        pool.free += out.freed_blocks - out.new_blocks
         if out.admitted.size:
             self.n_waiting -= out.admitted.size
             self.admit_counter += out.admitted.size
+            running = self._running
             for rid in out.admitted.tolist():
-                self._running[rid] = None
+                running[rid] = None
             self._running_cache = None
         finished: tuple[int, ...] = ()
         if out.finished.size:
@@ -359,17 +371,18 @@ class Engine:
             self.events_finished.extend(finished)
             self.runner.release(out.finished)
             self.runner.forget(out.finished)
-        self.now = float(ends[-1])
-        self.last_duration = float(ends[-1] - (ends[-2] if k > 1 else t0))
-        if self.recorder.config.iterations:
-            n_pre = tokens - n_dec
-            self.recorder.iterations.append((t0, self.now - t0, k, n_pre * k, n_dec * k, self.pool.used))
+        last = ends[-2:].tolist()
+        now = self.now = last[-1]
+        self.last_duration = now - (last[0] if k > 1 else t0)
+        rec = self.recorder
+        if rec.config.iterations:
+            rec.iterations.append((t0, now - t0, k, (tokens - n_dec) * k, n_dec * k, pool.total - pool.free))
         self.iterations += k
-        self.busy_time += self.now - t0
+        self.busy_time += now - t0
         self._idle_streak = 0
-        if self.now >= self.recorder.next_sample:
-            self._sample_until(self.now)
-        return StepResult(t0, self.now, k, tokens * k, out.emitted, finished, evicted)
+        if now >= rec.next_sample:
+            self._sample_until(now)
+        return StepResult(t0, now, k, tokens * k, out.emitted, finished, evicted)
 
     # ---- sampling ------------------------------------------------------------------------
     def _sample_until(self, now: float) -> None:

@@ -21,7 +21,7 @@ from numba import njit
 
 from llmsched_gym.core import cost_kernels, kernels
 from llmsched_gym.core.batch import FloatArray, IntArray
-from llmsched_gym.core.commit import CommitOutcome, outcome_of
+from llmsched_gym.core.commit import CommitOutcome
 from llmsched_gym.core.cost_kernels import CompiledCost
 from llmsched_gym.core.plan import BatchPlan
 
@@ -48,15 +48,46 @@ def fused_step(engine: Engine, cost: CompiledCost, plan: BatchPlan, repeat: int)
     wake = plan.wake_at
     engine.stamp += 1
     t = engine.table
-    out = step(
+    out = step_packed(
         plan.ids, plan.tokens, repeat, _INF if arrival is None else arrival, _INF if wake is None else wake,
         engine.now, engine.pool.block_size, engine.prompt_allocation, engine.admit_counter, engine.stamp, t.n,
         engine.pool.free, cost.form, cost.coef, t.kernel_columns(),
     )  # fmt: skip
     if out[0] != STEP_OK:
         return None
-    ends = out[3]
-    return FusedOutcome(ends, int(out[1]), int(out[2]), outcome_of(engine, ends, out[4:]))
+    _, n_dec, tokens, new, freed, n_shared_rows, emitted, n_adm, n_fin, n_emit, k, n_gap, ints, floats = out
+    ends = floats[:k]
+    rec = engine.recorder
+    if n_gap:
+        rec.add_tbt(floats[k : k + n_gap])
+    if n_shared_rows:
+        rec.add_tbt(floats[k + n_gap :], n_shared_rows)
+    if n_emit and rec.config.token_times:
+        rows = ints[n_adm + n_fin :]
+        for rid, c in zip(rows[:n_emit].tolist(), rows[n_emit:].tolist(), strict=True):
+            rec.token_times.setdefault(rid, []).extend(ends[k - c :].tolist())
+    commit = CommitOutcome(new, freed, ints[:n_adm], ints[n_adm : n_adm + n_fin], emitted)
+    return FusedOutcome(ends, n_dec, tokens, commit)
+
+
+@njit(cache=True)
+def step_packed(ids, n, repeat, deadline_a, deadline_b, now, bs, prompt_alloc, admit_seq0, stamp, n_arrived, free,
+                form, coef, cols):  # type: ignore[no-untyped-def]  # fmt: skip
+    """:func:`step` with its arrays packed into one integer and one float array (fewer objects to box).
+
+    Returns ``(status, n_dec, tokens, new_blocks, freed_blocks, n_shared_rows, emitted, n_admitted,
+    n_finished, n_emit, k, n_gaps1, ints, floats)``: ``ints`` holds admitted, finished, emit rows and emit
+    counts; ``floats`` the ``k`` iteration ends, ``gaps1`` and the shared gaps.
+    """
+    out = step(ids, n, repeat, deadline_a, deadline_b, now, bs, prompt_alloc, admit_seq0, stamp, n_arrived, free,
+               form, coef, cols)  # fmt: skip
+    status, n_dec, tokens, ends, new, freed, admitted, finished, gaps1, shared, n_shared_rows, emitted, rows, counts = (
+        out
+    )
+    ints = np.concatenate((admitted, finished, rows, counts))
+    floats = np.concatenate((ends, gaps1, shared))
+    return (status, n_dec, tokens, new, freed, n_shared_rows, emitted, admitted.size, finished.size, rows.size,
+            ends.size, gaps1.size, ints, floats)  # fmt: skip
 
 
 @njit(cache=True)

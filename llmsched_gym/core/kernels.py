@@ -239,6 +239,21 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
 
 
 @njit(cache=True)
+def valid_victims(victims, plan_ids, n_arrived, mark, stamp, state):  # type: ignore[no-untyped-def]
+    """Whether ``victims`` are distinct, arrived, running and not in the plan (marks them with ``stamp``)."""
+    for i in range(victims.size):
+        v = victims[i]
+        if v < 0 or v >= n_arrived or mark[v] == stamp or state[v] != _RUNNING:
+            return False
+        mark[v] = stamp
+    for i in range(plan_ids.size):
+        r = plan_ids[i]
+        if 0 <= r < n_arrived and mark[r] == stamp:
+            return False
+    return True
+
+
+@njit(cache=True)
 def evict(ids, full, state, blocks, computed, generated, wasted, preemptions):  # type: ignore[no-untyped-def]
     """Free the KV of running ``ids`` and return them to waiting (recompute or full restart).
 
