@@ -105,6 +105,11 @@ class Scheduler(Protocol):
 
     Policy-private state lives in the scheduler and is cleared by :meth:`reset`. A scheduler must
     never mutate the view or anything reachable from it.
+
+    Optionally, a scheduler may define ``fused_driver(engine) -> Callable[[], None] | None``: a callable
+    that advances the engine by one or more of its decisions in compiled code, with results identical to
+    ``engine.step(schedule(engine.view()))`` repeated (see docs/engine.md, "Compiled paths").
+    :func:`llmsched_gym.simulate.run_engine` uses it when it returns one.
     """
 
     name: str
