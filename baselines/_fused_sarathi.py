@@ -210,45 +210,14 @@ def run_segment(sched: SarathiServe, engine: Engine, cost: CompiledCost) -> None
         engine.pool.watermark_blocks, cfg.chunk_size, cfg.max_num_seqs, cost.form, cost.coef,
         engine.table.kernel_columns(),
     )  # fmt: skip
-    (
-        status,
-        k,
-        n_iter,
-        now,
-        busy,
-        last,
-        stamp,
-        n_arr,
-        n_adm,
-        finished,
-        gaps,
-        weights,
-        log,
-        samples,
-        next_sample,
-        overruns,
-    ) = out
+    *fields, overruns = out  # SegmentOutcome's fields, with the number admitted where the admitted ids go
+    n_adm = fields[8]
+    fields[8] = head[:n_adm]
+    seg = SegmentOutcome(*fields)
     sched.budget_overruns += overruns
     for _ in range(min(n_adm, n_queued)):
         q.popleft()
-    q.extend(range(st.n_arrived + max(n_adm - n_queued, 0), n_arr))
-    seg = SegmentOutcome(
-        status,
-        k,
-        n_iter,
-        now,
-        busy,
-        last,
-        stamp,
-        n_arr,
-        head[:n_adm],
-        finished,
-        gaps,
-        weights,
-        log,
-        samples,
-        next_sample,
-    )
+    q.extend(range(st.n_arrived + max(n_adm - n_queued, 0), seg.n_arrived))
     absorb_segment(engine, seg)
-    if k == 0:
+    if seg.decisions == 0:
         engine.step(sched.plan(view))
