@@ -51,6 +51,8 @@ from llmsched_gym.core.view import EngineView
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
+_NO_IDS = np.zeros(0, dtype=np.int64)  # the head of an empty queue (size 0: nothing can write it)
+
 
 @dataclass(frozen=True, slots=True)
 class SarathiConfig:
@@ -230,7 +232,7 @@ class SarathiServe:
         q = self.queue.items
         running = view.running
         room = max(cfg.max_num_seqs - running.size, 0) + 1  # every candidate the admission loop can reach
-        head = np.fromiter(islice(q, room), dtype=np.int64, count=min(room, len(q)))
+        head = np.fromiter(islice(q, room), dtype=np.int64, count=min(room, len(q))) if q else _NO_IDS
         status, ids, tokens, n_dec, admitted, used = fcfs_chunked_plan(
             running, head, view.prompt, view.generated, view.computed, view.blocks, view.block_size,
             view.free_blocks, view.total_blocks - view.watermark_blocks, view.watermark_blocks, cfg.chunk_size,
