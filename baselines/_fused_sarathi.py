@@ -31,6 +31,7 @@ from llmsched_gym.core.fused import (
     absorb_segment,
     segment_state,
     step,
+    table_columns,
     take_arrivals,
 )
 
@@ -44,7 +45,7 @@ _INF = float("inf")
 
 @njit(cache=True)
 def segment(running, head, n_queued, more, st, repeat, bs, prompt_alloc, watermark, budget, max_seqs, form, coef,
-            cols):  # type: ignore[no-untyped-def]  # fmt: skip
+            ints, floats, state):  # type: ignore[no-untyped-def]  # fmt: skip
     """Run Sarathi-Serve decisions until ``st.until`` is reached or Python must decide.
 
     ``head`` is the front of the waiting queue (``n_queued`` ids; ``more``: the queue holds further
@@ -57,6 +58,7 @@ def segment(running, head, n_queued, more, st, repeat, bs, prompt_alloc, waterma
     ``head[:n_admitted]`` and ``overruns`` counts plans whose decodes alone exceed the budget.
     """
     until, horizon, now, busy, free, total, admit_seq0, stamp, n_arr, n_rows, n_wait, next_sample, dt = st
+    cols = table_columns(ints, floats, state)
     n0 = n_arr
     run = np.empty(running.size + head.size, np.int64)
     run[: running.size] = np.sort(running)  # kept sorted: the plan walks running requests oldest first
@@ -208,7 +210,7 @@ def run_segment(sched: SarathiServe, engine: Engine, cost: CompiledCost) -> None
         engine.running_ids(), head, n_queued, len(q) > room, st, UNBOUNDED_REPEAT if engine.config.fast_forward else 1,
         engine.pool.block_size, engine.prompt_allocation,
         engine.pool.watermark_blocks, cfg.chunk_size, cfg.max_num_seqs, cost.form, cost.coef,
-        engine.table.kernel_columns(),
+        engine.table.ints, engine.table.floats, engine.table.state,
     )  # fmt: skip
     *fields, overruns = out  # SegmentOutcome's fields, with the number admitted where the admitted ids go
     n_adm = fields[8]

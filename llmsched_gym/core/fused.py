@@ -24,9 +24,19 @@ from llmsched_gym.core.batch import FloatArray, IntArray
 from llmsched_gym.core.commit import CommitOutcome
 from llmsched_gym.core.cost_kernels import CompiledCost
 from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.table import FLOAT_COLUMNS, INT_COLUMNS
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
+
+_I = {name: i for i, name in enumerate(INT_COLUMNS)}
+_F = {name: i for i, name in enumerate(FLOAT_COLUMNS)}
+_MARK, _PROMPT, _GENERATED, _COMPUTED, _BLOCKS = (_I[c] for c in ("mark", "prompt", "generated", "computed", "blocks"))
+_TARGET, _EMITTED, _PROMPT_DONE, _ADMIT_SEQ = (_I[c] for c in ("target", "emitted", "prompt_done", "admit_seq"))
+_TBT_N, _TBT_VIOL = _I["tbt_n"], _I["tbt_viol"]
+_FIRST_SCHED, _FIRST_TOKEN, _LAST_TOKEN = (_F[c] for c in ("first_sched", "first_token", "last_token"))
+_FINISH, _ADMIT_TIME, _TBT_MAX = (_F[c] for c in ("finish", "admit_time", "tbt_max"))
+_TBT_SUM, _SLO_TBT, _ARRIVAL = (_F[c] for c in ("tbt_sum", "slo_tbt", "arrival"))
 
 STEP_OK = 0
 STEP_SHORT = 5  # the plan's first iteration needs more blocks than are free
@@ -51,7 +61,7 @@ def fused_step(engine: Engine, cost: CompiledCost, plan: BatchPlan, repeat: int)
     out = step_packed(
         plan.ids, plan.tokens, repeat, _INF if arrival is None else arrival, _INF if wake is None else wake,
         engine.now, engine.pool.block_size, engine.prompt_allocation, engine.admit_counter, engine.stamp, t.n,
-        engine.pool.free, cost.form, cost.coef, t.kernel_columns(),
+        engine.pool.free, cost.form, cost.coef, t.ints, t.floats, t.state,
     )  # fmt: skip
     if out[0] != STEP_OK:
         return None
@@ -71,8 +81,17 @@ def fused_step(engine: Engine, cost: CompiledCost, plan: BatchPlan, repeat: int)
 
 
 @njit(cache=True)
+def table_columns(ints, floats, state):  # type: ignore[no-untyped-def]
+    """The table's columns in :data:`~llmsched_gym.core.table.KERNEL_COLUMNS` order, from its 2-D arrays."""
+    return (ints[_MARK], state, ints[_PROMPT], ints[_GENERATED], ints[_COMPUTED], ints[_BLOCKS], ints[_TARGET],
+            ints[_EMITTED], ints[_PROMPT_DONE], floats[_FIRST_SCHED], floats[_FIRST_TOKEN], floats[_LAST_TOKEN],
+            floats[_FINISH], floats[_ADMIT_TIME], ints[_ADMIT_SEQ], floats[_TBT_MAX], floats[_TBT_SUM], ints[_TBT_N],
+            ints[_TBT_VIOL], floats[_SLO_TBT], floats[_ARRIVAL])  # fmt: skip
+
+
+@njit(cache=True)
 def step_packed(ids, n, repeat, deadline_a, deadline_b, now, bs, prompt_alloc, admit_seq0, stamp, n_arrived, free,
-                form, coef, cols):  # type: ignore[no-untyped-def]  # fmt: skip
+                form, coef, ints, floats, state):  # type: ignore[no-untyped-def]  # fmt: skip
     """:func:`step` with its arrays packed into one integer and one float array (fewer objects to box).
 
     Returns ``(status, n_dec, tokens, new_blocks, freed_blocks, n_shared_rows, emitted, n_admitted,
@@ -80,7 +99,7 @@ def step_packed(ids, n, repeat, deadline_a, deadline_b, now, bs, prompt_alloc, a
     counts; ``floats`` the ``k`` iteration ends, ``gaps1`` and the shared gaps.
     """
     out = step(ids, n, repeat, deadline_a, deadline_b, now, bs, prompt_alloc, admit_seq0, stamp, n_arrived, free,
-               form, coef, cols)  # fmt: skip
+               form, coef, table_columns(ints, floats, state))  # fmt: skip
     status, n_dec, tokens, ends, new, freed, admitted, finished, gaps1, shared, n_shared_rows, emitted, rows, counts = (
         out
     )
@@ -95,7 +114,7 @@ def step(ids, n, repeat, deadline_a, deadline_b, now, bs, prompt_alloc, admit_se
          coef, cols):  # type: ignore[no-untyped-def]  # fmt: skip
     """Check, cost and commit ``repeat`` (at most) iterations of ``{ids: n}``.
 
-    ``cols`` is :meth:`llmsched_gym.core.engine.Engine.kernel_columns`. The stretch is cut after the
+    ``cols`` is :func:`table_columns`. The stretch is cut after the
     first iteration ending at or after either deadline (``inf`` for none).
 
     Returns ``(status, n_dec, tokens, ends, new_blocks, freed_blocks, admitted, finished, gaps1, shared,

@@ -55,7 +55,7 @@ COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("tbt_viol", np.int64, 0),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
-# The columns the fused compiled step reads and writes, in its argument order (llmsched_gym.core.fused).
+# The columns the fused compiled step reads and writes, in the order of ``llmsched_gym.core.fused.table_columns``.
 KERNEL_COLUMNS = (
     "mark", "state", "prompt", "generated", "computed", "blocks", "target", "emitted", "prompt_done", "first_sched",
     "first_token", "last_token", "finish", "admit_time", "admit_seq", "tbt_max", "tbt_sum", "tbt_n", "tbt_viol",
@@ -63,6 +63,10 @@ KERNEL_COLUMNS = (
 )  # fmt: skip
 # Scratch columns of the engine (not part of results): ``mark`` detects duplicate ids in a plan.
 _INTERNAL: tuple[tuple[str, type, float], ...] = (("mark", np.int64, -1),)
+# Integer and float columns are the rows of two 2-D arrays (``RequestTable.ints`` / ``.floats``), so compiled code
+# can take the whole table as three arguments (numba's per-call cost grows with the number of arrays passed).
+INT_COLUMNS = tuple(name for name, dtype, _ in COLUMNS + _INTERNAL if dtype is np.int64)
+FLOAT_COLUMNS = tuple(name for name, dtype, _ in COLUMNS if dtype is np.float64)
 
 
 class RequestTable:
@@ -120,17 +124,17 @@ class RequestTable:
         self._grow(max(16, capacity))
 
     def _grow(self, cap: int) -> None:
+        old = self._cap
+        self.ints: np.ndarray = np.empty((len(INT_COLUMNS), cap), dtype=np.int64)
+        self.floats: np.ndarray = np.empty((len(FLOAT_COLUMNS), cap), dtype=np.float64)
+        views = dict(zip(INT_COLUMNS, self.ints, strict=True)) | dict(zip(FLOAT_COLUMNS, self.floats, strict=True))
         for name, dtype, fill in COLUMNS + _INTERNAL:
-            new: np.ndarray = np.full(cap, fill, dtype=dtype)
-            if self._cap:
+            new: np.ndarray = views[name] if name in views else np.empty(cap, dtype=dtype)
+            new[self.rows :] = fill
+            if old:
                 new[: self.rows] = getattr(self, name)[: self.rows]
             setattr(self, name, new)
         self._cap = cap
-        self._kernel_cols = tuple(getattr(self, name) for name in KERNEL_COLUMNS)
-
-    def kernel_columns(self) -> tuple[np.ndarray, ...]:
-        """The columns of :data:`KERNEL_COLUMNS` as one tuple (the current arrays; rebuilt when the table grows)."""
-        return self._kernel_cols
 
     @property
     def capacity(self) -> int:

@@ -28,8 +28,8 @@ from llmsched_gym.env._kernels import (
     P_TBT,
     P_TIME,
     P_WINDOW,
-    observe,
 )
+from llmsched_gym.env._table_kernels import observe_table
 from llmsched_gym.env.config import ObservationConfig
 from llmsched_gym.errors import UnknownNameError
 
@@ -130,12 +130,10 @@ class SlotObservation:
         """The observation of the current decision (a new array)."""
         e = ctx.engine
         t = e.table
-        observe(
+        observe_table(
             self._out, self.include_slots, ctx.slots, ctx.n_run_slots, ctx.running, ctx.waiting, e.now, t.n,
             e.pool.free, e.pool.total, e.last_duration, tracker.attainment, e.next_arrival_time is None,
-            tracker.service_mean(), self._params, tracker.service, t.prompt, t.generated, t.computed, t.emitted,
-            t.arrival, t.first_token, t.last_token, t.slo_ttft, t.slo_tbt, t.preemptions, t.blocks, t.predicted,
-            t.client,
+            tracker.service_mean(), self._params, tracker.service, t.ints, t.floats,
         )  # fmt: skip
         return self._out.copy()
 

@@ -32,7 +32,8 @@ from gymnasium import spaces
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.view import EngineView
-from llmsched_gym.env._kernels import ERR_BUDGET, ERR_CAPS, ERR_NOT_RUNNING, ERR_OUTSIDE, encode_scores, scores_plan
+from llmsched_gym.env._kernels import ERR_BUDGET, ERR_CAPS, ERR_NOT_RUNNING, ERR_OUTSIDE, encode_scores
+from llmsched_gym.env._table_kernels import scores_plan_table
 from llmsched_gym.env.actions import ensure_progress
 from llmsched_gym.env.config import EnvConfig
 from llmsched_gym.env.context import DecisionContext, select_slots
@@ -69,25 +70,12 @@ class ScoresDecoder:
             raise ValueError(f"scores action has {a.size} entries, expected {self.size} (see env.action_space)")
         e = ctx.engine
         t = e.table
-        ids, toks, victims, _ = scores_plan(
-            a,
-            self.k,
-            self.caps,
-            self._threshold,
-            self.levels,
-            ctx.slots,
-            ctx.n_run_slots,
-            ctx.running[ctx.n_run_slots :],
-            e.pool.free,
-            t.state,
-            t.prompt,
-            t.generated,
-            t.computed,
-            t.blocks,
-            e.pool.block_size,
-            e.prompt_allocation,
-        )
-        plan = BatchPlan(ids, toks, tuple(victims.tolist()) if victims.size else ())
+        rows, n_victims = scores_plan_table(
+            a, self.k, self.caps, self._threshold, self.levels, ctx.slots, ctx.n_run_slots,
+            ctx.running[ctx.n_run_slots :], e.pool.free, t.state, t.ints, e.pool.block_size, e.prompt_allocation,
+        )  # fmt: skip
+        n = rows.shape[1] - n_victims
+        plan = BatchPlan(rows[0, :n], rows[1, :n], tuple(rows[0, n:].tolist()) if n_victims else ())
         return ensure_progress(plan, ctx, int(self.levels[-1]))
 
     # ---- encoding ------------------------------------------------------------------------

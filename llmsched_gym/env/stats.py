@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsched_gym.core.batch import FloatArray, IntArray
-from llmsched_gym.env._kernels import credit_service, spread
+from llmsched_gym.env._kernels import spread
+from llmsched_gym.env._table_kernels import credit_service_table
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
@@ -129,10 +130,9 @@ class EpisodeTracker:
         if ids.size == 0:
             return
         t = self.engine.table
-        added, self.spread = credit_service(
-            ids, t.prompt_done, t.emitted, t.client, self.credited, self.service, self.present, VTC_PROMPT_WEIGHT,
-            VTC_OUTPUT_WEIGHT,
-        )  # fmt: skip
+        added, self.spread = credit_service_table(
+            ids, t.ints, self.credited, self.service, self.present, VTC_PROMPT_WEIGHT, VTC_OUTPUT_WEIGHT
+        )
         self.service_total += added
         st.spread_after = self.spread
 

@@ -115,3 +115,15 @@ def test_rejected_plan_loses_no_events_and_is_not_counted(compiled):
         engine.step(BatchPlan.of({0: 1000}))
     assert list(engine.view().arrived) == [0, 1]
     assert engine.decisions == 0
+
+
+def test_table_columns_are_rows_of_its_two_arrays_and_survive_growth():
+    table = RequestTable(capacity=16)
+    reqs = make_requests([(float(i), 10 + i, 1 + i % 3) for i in range(40)])
+    for r in reqs:
+        table.add(r)
+    assert table.capacity >= 40
+    assert np.shares_memory(table.prompt, table.ints) and np.shares_memory(table.arrival, table.floats)
+    np.testing.assert_array_equal(table.prompt[:40], [r.prompt_len for r in reqs])
+    np.testing.assert_array_equal(table.arrival[:40], [r.arrival for r in reqs])
+    assert np.isnan(table.finish[40:]).all() and (table.mark[40:] == -1).all()
