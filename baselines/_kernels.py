@@ -24,6 +24,13 @@ def split_running(running, prompt, generated, computed, blocks, bs):  # type: ig
     blocks the decodes need to cache one more token each.
     """
     srt = np.sort(running)
+    dec, par, need = _split_sorted(srt, prompt, generated, computed, blocks, bs)
+    return srt, dec, par, need
+
+
+@njit(cache=True)
+def _split_sorted(srt, prompt, generated, computed, blocks, bs):  # type: ignore[no-untyped-def]
+    """Split sorted running ids into ``(decodes, partials, need)`` (order kept); see :func:`split_running`."""
     m = srt.size
     dec = np.empty(m, np.int64)
     par = np.empty(m, np.int64)
@@ -40,7 +47,7 @@ def split_running(running, prompt, generated, computed, blocks, bs):  # type: ig
         else:
             par[npar] = r
             npar += 1
-    return srt, dec[:nd], par[:npar], need
+    return dec[:nd], par[:npar], need
 
 
 FAST_OK = 0
@@ -68,27 +75,16 @@ def fcfs_chunked_plan_sorted(srt, head, prompt, generated, computed, blocks, bs,
                              max_seqs):  # type: ignore[no-untyped-def]  # fmt: skip
     """:func:`fcfs_chunked_plan` for running ids already sorted ascending."""
     m = srt.size
+    dec, par, need = _split_sorted(srt, prompt, generated, computed, blocks, bs)
+    if need > free:
+        return FAST_FALLBACK, np.empty(0, np.int64), np.empty(0, np.int64), 0, 0, 0
+    free -= need
     ids = np.empty(m + head.size, np.int64)
     tokens = np.empty(m + head.size, np.int64)
-    need = 0
-    n = 0
-    for i in range(m):
-        r = srt[i]
-        extra = _decode_need(r, prompt, generated, computed, blocks, bs)
-        if extra >= 0:
-            ids[n] = r
-            tokens[n] = 1
-            n += 1
-            need += extra
-    if need > free:
-        return FAST_FALLBACK, ids[:0], tokens[:0], 0, 0, 0
-    free -= need
-    n_dec = n
-    used = n
-    for i in range(m):
-        r = srt[i]
-        if _decode_need(r, prompt, generated, computed, blocks, bs) >= 0:
-            continue
+    n_dec = n = used = dec.size
+    ids[:n_dec] = dec
+    tokens[:n_dec] = 1
+    for r in par:
         pend = prompt[r] + generated[r] - computed[r]
         chunk = min(pend, max(budget - used, 0))
         if chunk > 0:
