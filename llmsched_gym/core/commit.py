@@ -18,6 +18,7 @@ from llmsched_gym.core.batch import FloatArray, IntArray, IterationWork
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
+    from llmsched_gym.core.recorder import Recorder
 
 
 class CommitOutcome(NamedTuple):
@@ -49,8 +50,13 @@ def outcome_of(engine: Engine, ends: FloatArray, raw: tuple) -> CommitOutcome:  
     rec.add_tbt(gaps1)
     if n_shared_rows:
         rec.add_tbt(shared, int(n_shared_rows))
-    if rec.config.token_times and emit_rows.size:
-        k = ends.size
-        for rid, c in zip(emit_rows.tolist(), emit_counts.tolist(), strict=True):
-            rec.token_times.setdefault(rid, []).extend(ends[k - c :].tolist())
+    if rec.config.token_times:
+        record_token_times(rec, ends, emit_rows, emit_counts)
     return CommitOutcome(int(new), int(freed), admitted, finished, int(emitted))
+
+
+def record_token_times(rec: Recorder, ends: FloatArray, emit_rows: IntArray, emit_counts: IntArray) -> None:
+    """Append each emitting row's token times: its ``count`` tokens came at the last ``count`` iteration ends."""
+    k = ends.size
+    for rid, c in zip(emit_rows.tolist(), emit_counts.tolist(), strict=True):
+        rec.token_times.setdefault(rid, []).extend(ends[k - c :].tolist())

@@ -58,9 +58,13 @@ def _gemm_tokens(tokens, tile):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _roofline_linear(coef, tokens, n_seqs):  # type: ignore[no-untyped-def]
+    return max(coef[2] * _gemm_tokens(tokens, np.int64(coef[1])) + coef[3] * n_seqs, coef[4])
+
+
+@njit(cache=True)
 def _roofline_fixed(coef, tokens, n_seqs):  # type: ignore[no-untyped-def]
-    linear = max(coef[2] * _gemm_tokens(tokens, np.int64(coef[1])) + coef[3] * n_seqs, coef[4])
-    return coef[0] + linear + coef[7] * tokens + coef[8]
+    return coef[0] + _roofline_linear(coef, tokens, n_seqs) + coef[7] * tokens + coef[8]
 
 
 @njit(cache=True)
@@ -74,8 +78,7 @@ def iteration_time(form, coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs):  #
     """One iteration's duration from the batch aggregates (``s_*`` as in ``prefill_aggregates``)."""
     tokens = s_c + n_dec
     if form == ROOFLINE:
-        linear = max(coef[2] * _gemm_tokens(tokens, np.int64(coef[1])) + coef[3] * n_seqs, coef[4])
-        t = coef[0] + linear + coef[6] * (dec_ctx + n_dec) + coef[7] * tokens
+        t = coef[0] + _roofline_linear(coef, tokens, n_seqs) + coef[6] * (dec_ctx + n_dec) + coef[7] * tokens
         if s_c:
             t += max(coef[5] * (s_cx + 0.5 * s_cc), coef[6] * (s_x + s_c))
         return t + coef[8]

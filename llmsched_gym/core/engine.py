@@ -129,14 +129,13 @@ class Engine:
         return added
 
     def _check_fits(self, rid: int) -> None:
-        t = self.table
-        need = self.pool.blocks_for(int(t.prompt[rid] + t.target[rid] - 1))
-        admit = self.pool.blocks_for(int(t.prompt[rid]))
-        usable = self.pool.total - self.pool.watermark_blocks
-        if need > self.pool.total:
-            reason = f"can never fit: needs {need} KV blocks at completion, pool has {self.pool.total}"
+        t, pool = self.table, self.pool
+        usable = pool.total - pool.watermark_blocks
+        status, need, admit = kernels.arrival_fit(t.prompt[rid], t.target[rid], pool.block_size, pool.total, usable)
+        if status == kernels.NEVER_FITS:
+            reason = f"can never fit: needs {need} KV blocks at completion, pool has {pool.total}"
             self._reject(rid, reason, at=float(t.arrival[rid]))
-        elif admit > usable:
+        elif status == kernels.PROMPT_ABOVE_WATERMARK:
             reason = f"prompt needs {admit} KV blocks, more than the {usable} usable above the watermark"
             self._reject(rid, reason, at=float(t.arrival[rid]))
 
@@ -354,23 +353,7 @@ class Engine:
         k = ends.size
         pool = self.pool
         pool.free += out.freed_blocks - out.new_blocks
-        if out.admitted.size:
-            self.n_waiting -= out.admitted.size
-            self.admit_counter += out.admitted.size
-            running = self._running
-            for rid in out.admitted.tolist():
-                running[rid] = None
-            self._running_cache = None
-        finished: tuple[int, ...] = ()
-        if out.finished.size:
-            finished = tuple(out.finished.tolist())
-            for rid in finished:
-                del self._running[rid]
-            self._running_cache = None
-            self._unfinished -= len(finished)
-            self.events_finished.extend(finished)
-            self.runner.release(out.finished)
-            self.runner.forget(out.finished)
+        finished = self._book_running(out.admitted, out.finished)
         last = ends[-2:].tolist()
         now = self.now = last[-1]
         self.last_duration = now - (last[0] if k > 1 else t0)
@@ -383,6 +366,27 @@ class Engine:
         if now >= rec.next_sample:
             self._sample_until(now)
         return StepResult(t0, now, k, tokens * k, out.emitted, finished, evicted)
+
+    def _book_running(self, admitted: IntArray, finished: IntArray) -> tuple[int, ...]:
+        """Admitted requests join the running set, finished ones leave it (and the runner); returns the finished."""
+        if admitted.size:
+            self.n_waiting -= admitted.size
+            self.admit_counter += admitted.size
+            running = self._running
+            for rid in admitted.tolist():
+                running[rid] = None
+            self._running_cache = None
+        if not finished.size:
+            return ()
+        done = tuple(finished.tolist())
+        for rid in done:
+            del self._running[rid]
+        self._running_cache = None
+        self._unfinished -= len(done)
+        self.events_finished.extend(done)
+        self.runner.release(finished)
+        self.runner.forget(finished)
+        return done
 
     # ---- sampling ------------------------------------------------------------------------
     def _sample_until(self, now: float) -> None:

@@ -21,7 +21,7 @@ from numba import njit
 
 from llmsched_gym.core import cost_kernels, kernels
 from llmsched_gym.core.batch import FloatArray, IntArray
-from llmsched_gym.core.commit import CommitOutcome
+from llmsched_gym.core.commit import CommitOutcome, record_token_times
 from llmsched_gym.core.cost_kernels import CompiledCost
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.table import FLOAT_COLUMNS, INT_COLUMNS
@@ -74,15 +74,14 @@ def fused_step(engine: Engine, cost: CompiledCost, plan: BatchPlan, repeat: int)
         rec.add_tbt(floats[k + n_gap :], n_shared_rows)
     if n_emit and rec.config.token_times:
         rows = ints[n_adm + n_fin :]
-        for rid, c in zip(rows[:n_emit].tolist(), rows[n_emit:].tolist(), strict=True):
-            rec.token_times.setdefault(rid, []).extend(ends[k - c :].tolist())
+        record_token_times(rec, ends, rows[:n_emit], rows[n_emit:])
     commit = CommitOutcome(new, freed, ints[:n_adm], ints[n_adm : n_adm + n_fin], emitted)
     return FusedOutcome(ends, n_dec, tokens, commit)
 
 
 @njit(cache=True)
 def table_columns(ints, floats, state):  # type: ignore[no-untyped-def]
-    """The table's columns in :data:`~llmsched_gym.core.table.KERNEL_COLUMNS` order, from its 2-D arrays."""
+    """The columns :func:`step` reads and writes, as one tuple (the order its unpacking expects)."""
     return (ints[_MARK], state, ints[_PROMPT], ints[_GENERATED], ints[_COMPUTED], ints[_BLOCKS], ints[_TARGET],
             ints[_EMITTED], ints[_PROMPT_DONE], floats[_FIRST_SCHED], floats[_FIRST_TOKEN], floats[_LAST_TOKEN],
             floats[_FINISH], floats[_ADMIT_TIME], ints[_ADMIT_SEQ], floats[_TBT_MAX], floats[_TBT_SUM], ints[_TBT_N],
@@ -205,14 +204,12 @@ def segment_state(engine: Engine) -> SegmentState:
 def take_arrivals(n_arrived, n_rows, now, arrival, prompt, target, bs, total, usable):  # type: ignore[no-untyped-def]
     """Take in staged rows whose arrival is due; returns ``(n_arrived, blocked)``.
 
-    ``blocked`` is True when the next due row can never fit (the engine's ``_check_fits``): the
-    segment must stop so that Python takes it in and rejects it with its reason.
+    ``blocked`` is True when the next due row can never run (:func:`~llmsched_gym.core.kernels.arrival_fit`,
+    the engine's own check): the segment must stop so that Python takes it in and rejects it with its reason.
     """
     while n_arrived < n_rows and arrival[n_arrived] <= now:
         r = n_arrived
-        need = (prompt[r] + target[r] - 1 + bs - 1) // bs
-        admit = (prompt[r] + bs - 1) // bs
-        if need > total or admit > usable:
+        if kernels.arrival_fit(prompt[r], target[r], bs, total, usable)[0] != kernels.FITS:
             return n_arrived, True
         n_arrived += 1
     return n_arrived, False
@@ -265,7 +262,7 @@ def absorb_segment(engine: Engine, seg: SegmentOutcome) -> None:
     e.now, e.busy_time, e.last_duration = seg.now, seg.busy, seg.last_duration
     e._idle_streak = 0
     e.pool.free = e.pool.total - int(seg.log[k - 1, 5])
-    _book_running(e, seg.admitted, seg.finished)
+    e._book_running(seg.admitted, seg.finished)
     rec = e.recorder
     rec.add_tbt_weighted(seg.gaps, seg.gap_weights)
     if rec.config.iterations:
@@ -277,21 +274,3 @@ def absorb_segment(engine: Engine, seg: SegmentOutcome) -> None:
         rec.next_sample = seg.next_sample
     if e.now >= rec.next_sample:
         e._sample_until(e.now)
-
-
-def _book_running(e: Engine, admitted: IntArray, finished: IntArray) -> None:
-    if admitted.size:
-        e.n_waiting -= admitted.size
-        e.admit_counter += admitted.size
-        for rid in admitted.tolist():
-            e._running[rid] = None
-        e._running_cache = None
-    if finished.size:
-        done = finished.tolist()
-        for rid in done:
-            del e._running[rid]
-        e._running_cache = None
-        e._unfinished -= len(done)
-        e.events_finished.extend(done)
-        e.runner.release(finished)
-        e.runner.forget(finished)

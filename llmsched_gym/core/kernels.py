@@ -238,6 +238,23 @@ def commit(ids, n, is_dec, ends, t0, bs, prompt_alloc, admit_seq0, state, prompt
             emitted_total, emit_rows[:n_emit], emit_counts[:n_emit])  # fmt: skip
 
 
+FITS = 0
+NEVER_FITS = 1  # its KV at completion exceeds the pool
+PROMPT_ABOVE_WATERMARK = 2  # its prompt's blocks exceed the pool above the watermark
+
+
+@njit(cache=True)
+def arrival_fit(prompt, target, bs, total, usable):  # type: ignore[no-untyped-def]
+    """Whether an arriving request can ever run: ``(status, blocks at completion, prompt blocks)``."""
+    need = (prompt + target - 1 + bs - 1) // bs
+    admit = (prompt + bs - 1) // bs
+    if need > total:
+        return NEVER_FITS, need, admit
+    if admit > usable:
+        return PROMPT_ABOVE_WATERMARK, need, admit
+    return FITS, need, admit
+
+
 @njit(cache=True)
 def valid_victims(victims, plan_ids, n_arrived, mark, stamp, state):  # type: ignore[no-untyped-def]
     """Whether ``victims`` are distinct, arrived, running and not in the plan (marks them with ``stamp``)."""

@@ -55,12 +55,6 @@ COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("tbt_viol", np.int64, 0),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
-# The columns the fused compiled step reads and writes, in the order of ``llmsched_gym.core.fused.table_columns``.
-KERNEL_COLUMNS = (
-    "mark", "state", "prompt", "generated", "computed", "blocks", "target", "emitted", "prompt_done", "first_sched",
-    "first_token", "last_token", "finish", "admit_time", "admit_seq", "tbt_max", "tbt_sum", "tbt_n", "tbt_viol",
-    "slo_tbt", "arrival",
-)  # fmt: skip
 # Scratch columns of the engine (not part of results): ``mark`` detects duplicate ids in a plan.
 _INTERNAL: tuple[tuple[str, type, float], ...] = (("mark", np.int64, -1),)
 # Integer and float columns are the rows of two 2-D arrays (``RequestTable.ints`` / ``.floats``), so compiled code
