@@ -1,6 +1,7 @@
 """The Gymnasium environment of llmsched-gym (see ``docs/env.md``).
 
-Importing this package registers ``llmsched_gym/LLMSchedScores-v0`` and ``llmsched_gym/LLMSchedKnobs-v0``.
+Importing this package registers the ids of :data:`ENV_IDS` (``LLMSchedResidual-v1``, ``LLMSchedKnobs-v1``,
+``LLMSchedScores-v1`` and the -v0 ids).
 The environment classes are imported on first use, so the import itself stays light.
 """
 

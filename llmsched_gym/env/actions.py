@@ -1,4 +1,4 @@
-"""Action decoders: the protocol, the shared batch packer, the progress guard and the decoder registry.
+"""Action decoders (-v0): the protocol, the shared batch packer and the progress guard (registry: ``decoders``).
 
 Every decoder turns an action into a :class:`~llmsched_gym.core.plan.BatchPlan` that the engine accepts: the
 packer checks KV blocks with the engine's own rule, so no action (random, NaN, out of range) can produce an
@@ -13,7 +13,6 @@ fit is never admitted by preempting others: it is skipped (or, with ``stop_at_un
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -21,13 +20,11 @@ import numpy as np
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.env._kernels import pack_rows
-from llmsched_gym.errors import UnknownNameError
 
 if TYPE_CHECKING:
     import gymnasium
 
     from llmsched_gym.core.engine import Engine
-    from llmsched_gym.env.config import EnvConfig
     from llmsched_gym.env.context import DecisionContext
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -117,18 +114,3 @@ def ensure_progress(plan: BatchPlan, ctx: DecisionContext, budget: int) -> Batch
     if plan.ids.size or plan.preempt or engine.unfinished == 0 or engine.next_arrival_time is not None:
         return plan
     return default_plan(engine, ctx.running, ctx.waiting, budget)
-
-
-def make_decoder(name: str, config: EnvConfig) -> ActionDecoder:
-    """Build a registered action decoder (``"scores"`` or ``"knobs"``).
-
-    Raises:
-        UnknownNameError: ``name`` is not registered.
-    """
-    from llmsched_gym.env.knobs import KnobsDecoder
-    from llmsched_gym.env.scores import ScoresDecoder
-
-    registry: dict[str, Callable[[EnvConfig], ActionDecoder]] = {"scores": ScoresDecoder, "knobs": KnobsDecoder}
-    if name not in registry:
-        raise UnknownNameError(f"unknown action mode {name!r}; choose one of {sorted(registry)}")
-    return registry[name](config)

@@ -6,11 +6,25 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from llmsched_gym.env.events import DecisionEvents
+
 DEFAULT_BUDGET_LEVELS: tuple[int, ...] = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 4096, 8192)
 """Token-budget levels (multiples of the 64-token GEMM tile) the action chooses from."""
 
 DEFAULT_DEFERRAL_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75)
 """Knobs mode: defer a decode while this fraction of its TBT target is still left."""
+
+RESIDUAL_BASES: dict[str, str] = {
+    "sarathi": "fcfs",
+    "sarathi-spf": "spf",
+    "sarathi-edf": "edf",
+    "sarathi-lcs": "lcs",
+    "sarathi-sjf": "sjf",
+}
+"""-v1 residual mode: base schedulers (registered names) and the admission ordering of the rule that equals them."""
+
+SLOT_ORDERS: tuple[str, ...] = ("arrival", "spf", "edf", "lcs", "sjf")
+"""-v1: orders in which waiting requests fill the observation slots (``arrival`` is the rule's ``fcfs``)."""
 
 
 def _positive(owner: str, name: str, value: float, hint: str) -> None:
@@ -71,6 +85,16 @@ class EnvConfig:
         max_time_s: Truncate once simulated time reaches this (``None``: no limit).
         sample_dt: Period of the engine's time series (KV use, per-client service) used by the summary.
         observation: Scales of the observation encoder.
+        events: -v1: the events that end a held decision.
+        default_budget: -v1: the token budget of the zero action (Sarathi-Serve's chunk size, 512).
+        max_num_seqs: -v1 knobs/residual rule: cap on requests holding KV (Sarathi-Serve's 128).
+        base: -v1 residual mode: the base scheduler the action adjusts (see :data:`RESIDUAL_BASES`).
+        slot_order: -v1: which waiting requests fill the slots: ``"arrival"``, ``"spf"`` (shortest prompt),
+            ``"edf"`` (earliest TTFT deadline), ``"lcs"`` (least client service), ``"sjf"`` (shortest predicted
+            output); ``None`` uses the mode's own order (residual: the base's admission order; others: arrival).
+        hold_below: -v1 scores mode: a slot value ``<=`` this holds the request (above it: serve).
+        defer_below: -v1 residual mode: a running decode whose slot value is ``<=`` this is deferred (it runs only
+            with the budget left after prefills).
     """
 
     slots: int = 32
@@ -90,6 +114,13 @@ class EnvConfig:
     max_time_s: float | None = None
     sample_dt: float | None = 1.0
     observation: ObservationConfig = field(default_factory=ObservationConfig)
+    events: DecisionEvents = field(default_factory=DecisionEvents)
+    default_budget: int = 512
+    max_num_seqs: int = 128
+    base: str = "sarathi"
+    slot_order: str | None = None
+    hold_below: float = -0.5
+    defer_below: float = -0.5
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value and a fix."""
@@ -118,3 +149,21 @@ class EnvConfig:
             _positive("EnvConfig", "max_time_s", self.max_time_s, "simulated seconds, or None")
         if self.sample_dt is not None:
             _positive("EnvConfig", "sample_dt", self.sample_dt, "simulated seconds, or None")
+        self._check_v1()
+
+    def _check_v1(self) -> None:
+        if not isinstance(self.default_budget, int) or self.default_budget < 1:
+            raise ValueError(f"EnvConfig: default_budget={self.default_budget!r} must be an int >= 1 (default 512)")
+        if not isinstance(self.max_num_seqs, int) or self.max_num_seqs < 1:
+            raise ValueError(f"EnvConfig: max_num_seqs={self.max_num_seqs!r} must be an int >= 1 (default 128)")
+        if self.base not in RESIDUAL_BASES:
+            raise ValueError(f"EnvConfig: base={self.base!r} must be one of {sorted(RESIDUAL_BASES)}")
+        if self.slot_order is not None and self.slot_order not in SLOT_ORDERS:
+            raise ValueError(f"EnvConfig: slot_order={self.slot_order!r} must be one of {SLOT_ORDERS} or None")
+        low = -1.0 if self.preempt_below is None else self.preempt_below
+        if not low < self.hold_below < 0.0:
+            raise ValueError(f"EnvConfig: hold_below={self.hold_below!r} must lie in (preempt_below, 0), e.g. -0.5")
+        if not -1.0 <= self.defer_below < 0.0:
+            raise ValueError(f"EnvConfig: defer_below={self.defer_below!r} must lie in [-1, 0), e.g. -0.5")
+        if not isinstance(self.events, DecisionEvents):
+            raise ValueError(f"EnvConfig: events={self.events!r} must be a DecisionEvents")

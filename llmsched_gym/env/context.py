@@ -9,6 +9,7 @@ oldest running requests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +43,10 @@ def select_slots(running: IntArray, waiting: IntArray, k: int) -> tuple[IntArray
     return np.concatenate((running[:n_r], waiting[:n_w])), n_r
 
 
+WaitingOrder = Callable[["EngineView", FloatArray], IntArray]
+"""-v1: a function giving the waiting requests in slot-fill order (the decoder's ``waiting_order``)."""
+
+
 class DecisionContext:
     """What one decision sees: the engine, its view, the slot assignment and per-client service.
 
@@ -52,14 +57,16 @@ class DecisionContext:
         engine: The engine of the current episode.
         slots: Number of slots ``K``.
         service: Per-client service counters (VTC cost: prompt tokens + 2 x output tokens), indexed by client.
+        order: -v1: the waiting requests in slot-fill order; ``None`` (-v0) fills them in arrival order.
     """
 
-    __slots__ = ("engine", "n_run_slots", "running", "service", "slots", "view", "waiting", "width")
+    __slots__ = ("engine", "n_run_slots", "order", "running", "service", "slots", "view", "waiting", "width")
 
-    def __init__(self, engine: Engine, slots: int, service: FloatArray) -> None:
+    def __init__(self, engine: Engine, slots: int, service: FloatArray, order: WaitingOrder | None = None) -> None:
         self.engine = engine
         self.width = slots
         self.service = service
+        self.order = order
         self.view: EngineView = engine.view()
         self.running: IntArray = engine.running_ids()
         self.waiting: IntArray = self.running[:0]
@@ -73,5 +80,9 @@ class DecisionContext:
         self.view = engine.view()
         self.service = service
         self.running = engine.running_ids()
-        t = engine.table
-        self.waiting, self.slots, self.n_run_slots = waiting_and_slots(t.state, t.n, self.running, self.width)
+        if self.order is None:
+            t = engine.table
+            self.waiting, self.slots, self.n_run_slots = waiting_and_slots(t.state, t.n, self.running, self.width)
+        else:
+            self.waiting = self.order(self.view, service)
+            self.slots, self.n_run_slots = select_slots(self.running, self.waiting, self.width)

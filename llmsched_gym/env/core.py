@@ -4,50 +4,62 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import gymnasium
 import numpy as np
 
-from llmsched_gym.core.engine import Engine, EngineConfig
-from llmsched_gym.core.kv import KVConfig
+from llmsched_gym.core.engine import Engine
 from llmsched_gym.core.plan import BatchPlan
-from llmsched_gym.core.protocols import CostModel
-from llmsched_gym.core.recorder import RecorderConfig
+from llmsched_gym.core.protocols import CostModel, Scheduler
 from llmsched_gym.core.runner import SimulatedRunner
 from llmsched_gym.core.view import EngineView
-from llmsched_gym.env.actions import make_decoder
 from llmsched_gym.env.config import EnvConfig
 from llmsched_gym.env.context import DecisionContext
-from llmsched_gym.env.episodes import WorkloadMix, WorkloadSampler, WorkloadSpec, episode_from_options
+from llmsched_gym.env.decoders import make_decoder
+from llmsched_gym.env.episodes import Episode, episode_from_options
+from llmsched_gym.env.events import run_held, skip_idle
 from llmsched_gym.env.observation import make_observation
+from llmsched_gym.env.player import SchedulerHeld
 from llmsched_gym.env.render import render_ansi, render_rgb
 from llmsched_gym.env.rewards import make_reward
+from llmsched_gym.env.setup import (
+    EngineSetup,
+    WorkloadArg,
+    engine_config_of,
+    make_env_cost_model,
+    make_sampler,
+    summary_of,
+)
+from llmsched_gym.env.shaping import make_shaping
 from llmsched_gym.env.stats import EpisodeTracker
 from llmsched_gym.simulate import SimulationResult, result_of
 
-WorkloadArg = WorkloadSampler | WorkloadSpec | Sequence[WorkloadSpec] | str | None
-
 
 class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
-    """LLM-inference scheduling: one step is one batch decision of a serving engine.
+    """LLM-inference scheduling: the agent decides how a serving engine batches requests.
 
     ## Description
-    A simulated LLM serving engine (paged KV cache, chunked prefills, continuous batching; iteration times from
-    a cost model) serves a request stream. At every decision point the agent chooses the next iteration's batch:
-    which waiting requests to admit and with how many prefill tokens, which running requests decode, pause or are
-    preempted. Simulated time then advances by the iteration's duration, and, when nothing is waiting or running,
-    on to the next arrival, so every step is a real decision.
+    A simulated LLM serving engine (paged KV cache, chunked prefills, continuous batching; iteration times from a
+    cost model) serves a request stream. In -v1 a decision sets how batches are built (a token budget, an admission
+    order, per-request priorities) and holds over engine iterations until the next *decision event* (an arrival, a
+    completion, a KV shortfall, or ``events.max_iterations`` iterations; see :mod:`llmsched_gym.env.events`). In
+    -v0 a step is one iteration's batch. While nothing is waiting or running, time skips to the next arrival.
 
     ## Action Space
-    ``action_mode="scores"`` (``LLMSchedScores-v0``): ``Box(-1, 1, (2K + 1,), float32)``: one score per slot
-    (``> 0`` serve, highest first; ``<= 0`` hold or pause; ``<= preempt_below`` preempt), a token-budget level,
-    and one chunk cap per slot (``>= 0`` uncapped). See :mod:`llmsched_gym.env.scores`; ``encode_plan`` turns
-    any scheduler's plan into this action. ``action_mode="knobs"`` (``LLMSchedKnobs-v0``):
-    ``MultiDiscrete([levels, 4, 1 + deferral levels, 2])``: budget level, prefill ordering (FCFS, shortest prompt,
-    least client service, earliest TTFT deadline), decode deferral, admission hold, with ``action_masks()``.
-    See :mod:`llmsched_gym.env.knobs`.
+    -v1 (``LLMSchedResidual-v1``, ``LLMSchedKnobs-v1``, ``LLMSchedScores-v1``); the zero action of each is a sane
+    work-conserving scheduler:
+
+    * ``residual``: ``Box(-1, 1, (K + 1,))``: per-slot priority changes of a base scheduler (``base=``, default
+      ``"sarathi"``) and a budget change; zero = the base scheduler exactly (:mod:`llmsched_gym.env.residual`).
+    * ``knobs``: ``MultiDiscrete([budgets, 5, 1 + deferrals])``: budget (0 = 512), admission ordering (FCFS,
+      shortest prompt, earliest TTFT deadline, least client service, shortest predicted output), decode deferral;
+      zero = Sarathi-Serve (:class:`~llmsched_gym.env.knobs.KnobsRuleDecoder`).
+    * ``scores``: ``Box(-1, 1, (2K + 1,))``: per-slot serve/hold/preempt scores, a budget and chunk caps; zero =
+      serve everything, decodes first (:mod:`llmsched_gym.env.scores_v1`); ``encode_plan`` writes a scheduler's
+      plan as an action.
+
+    -v0: ``LLMSchedScores-v0`` (per-iteration scores, :mod:`llmsched_gym.env.scores`) and ``LLMSchedKnobs-v0``.
 
     ## Observation Space
     ``Box(float32)`` of ``12 + 15 K`` entries (``K = slots``, default 32), each squashed into declared bounds
@@ -65,36 +77,58 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
     | 12 + 15 i + 9-11 | slot i: TTFT slack, TBT slack, client service vs. mean | [-1, 1] |
     | 12 + 15 i + 12-14 | slot i: predicted remaining output, blocks held, TBT target | [0, 1] |
 
-    Slots hold running requests (oldest admission first), then waiting ones (arrival order); waiting requests
-    keep at least ``K // 2`` slots when both kinds overflow. ``observation="global"`` keeps entries 0-11 only.
+    Slots hold running requests (oldest admission first), then waiting ones; waiting requests keep at least
+    ``K // 2`` slots when both kinds overflow. -v1 fills the waiting slots in the mode's order (residual: the base's
+    admission order; ``slot_order=`` overrides), -v0 in arrival order. ``observation="global"``: entries 0-11 only.
 
     ## Rewards
     ``reward=`` ``"goodput"`` (+1 per request finishing within its TTFT and TBT targets, the default),
     ``"latency"`` (-integral of requests in system dt), ``"throughput"`` (+1 per output token), ``"fairness"``
-    (-increase of the max-min VTC service difference between clients), ``"weighted"`` (weighted sum). Each is
-    incremental: the undiscounted return equals the objective computed from the final metrics.
+    (-increase of the max-min VTC service difference between clients), ``"weighted"`` (weighted sum). Each step's
+    reward integrates the objective over the step's interval, so the undiscounted return equals the objective
+    computed from the final metrics (``info["objective"]``). ``shaping="ttft"`` adds a potential-based term that
+    charges a request when its TTFT deadline passes and leaves the return unchanged (:mod:`~llmsched_gym.env.shaping`).
 
     ## Starting State
     ``reset(seed=...)`` draws a workload from ``np_random``: a workload spec, a load factor from ``load_range``
     and the requests (synthetic, or a trace window). ``options={"workload": name_or_index, "load": x}`` or
-    ``options={"requests": [...]}`` pins it. The clock starts at the first arrival.
+    ``options={"requests": [...]}`` pins it. The clock starts at the first arrival. ``env.unwrapped.episode`` holds
+    the requests and ``env.unwrapped.engine_setup()`` the engine and cost model, to run any scheduler natively on
+    the same episode; :class:`~llmsched_gym.env.player.PlayScheduler` plays one inside the environment.
 
     ## Episode End
     ``terminated``: every request has finished (or was rejected as never fitting the KV cache).
     ``truncated``: ``max_steps`` decisions or ``max_time_s`` simulated seconds. The last ``info`` carries
-    ``episode_summary`` (the run summary) and ``objective`` (the reward's episode objective).
+    ``episode_summary`` (the run summary) and ``objective`` (the reward's episode objective). Every ``info`` has
+    ``slo_classes``: per SLO class (in the order the workload gives them) requests arrived, finished and meeting
+    their SLOs; -v1 adds ``event`` (why the decision ended) and ``iterations``.
 
     ## Arguments
-    ``gymnasium.make("llmsched_gym/LLMSchedScores-v0", reward="latency", workload="synthetic-sharegpt",
-    load_range=(0.5, 1.5), cost_model="roofline", render_mode="ansi", slots=16, max_steps=5000)``:
-    ``action_mode``, ``reward`` and ``reward_kwargs``, ``observation`` (``"slots"`` or ``"global"``), ``workload``
-    (a name, a :class:`WorkloadSpec`, a list of them, or any :class:`WorkloadSampler`), ``load_range``,
-    ``cost_model`` (a name for ``make_cost_model`` or a ``CostModel``), ``config`` (an :class:`EnvConfig`) and any
-    :class:`EnvConfig` field as a keyword (``slots``, ``budget_levels``, ``num_blocks``, ``max_steps``, ...).
-    ``render_mode``: ``"ansi"`` (text dashboard) or ``"rgb_array"`` (queue and KV picture).
+    ``gymnasium.make("llmsched_gym/LLMSchedResidual-v1", base="sarathi-spf", reward="goodput",
+    workload="synthetic-sharegpt", load_range=(0.5, 1.5), cost_model="roofline", slots=32)``: ``action_mode``,
+    ``version`` (0 or 1), ``reward`` and ``reward_kwargs``, ``shaping``, ``observation`` (``"slots"`` or
+    ``"global"``), ``workload`` (a name, a :class:`WorkloadSpec`, a list of them, or any :class:`WorkloadSampler`),
+    ``load_range``, ``cost_model`` (a name for ``make_cost_model`` or a ``CostModel``), ``config`` (an
+    :class:`EnvConfig`) and any :class:`EnvConfig` field as a keyword (``slots``, ``events``, ``base``,
+    ``default_budget``, ``num_blocks``, ``max_steps``, ...). ``render_mode``: ``"ansi"`` or ``"rgb_array"``.
+
+    >>> import gymnasium, llmsched_gym.env
+    >>> env = gymnasium.make("llmsched_gym/LLMSchedResidual-v1", workload="synthetic-sharegpt")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, env.action_space.shape
+    ((492,), (33,))
+    >>> obs, reward, terminated, truncated, info = env.step(np.zeros(33, dtype=np.float32))
+    >>> info["event"] in ("arrival", "completion", "kv_shortfall", "max_iterations", "done")
+    True
 
     ## Version History
-    * v0: initial version.
+    * v1: a decision holds until the next decision event (tens to a few hundred decisions per 200-request
+      episode, reward integrated over the interval); a ``residual`` mode over a named base scheduler; zero actions
+      are sane work-conserving schedulers (knobs: Sarathi-Serve; scores: serve all, decodes first); waiting
+      requests outside the slots are admitted (lowest priority) and the slot fill order is configurable;
+      ``encode_plan`` works whatever runs outside the slots; ``info["slo_classes"]``; SLO classes indexed in
+      the order given; optional potential-based shaping; the engine fast-forwards within a decision.
+    * v0: initial version (one iteration per step).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 30}  # noqa: RUF012
@@ -103,8 +137,10 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         self,
         action_mode: str = "scores",
         *,
+        version: int = 0,
         reward: str = "goodput",
         reward_kwargs: dict[str, Any] | None = None,
+        shaping: str | None = None,
         observation: str = "slots",
         workload: WorkloadArg = None,
         load_range: tuple[float, float] = (0.5, 1.5),
@@ -118,18 +154,33 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
             raise ValueError(f"render_mode={render_mode!r} must be one of {self.metadata['render_modes']} or None")
         self.render_mode = render_mode
         self.action_mode = action_mode
-        self.decoder = make_decoder(action_mode, self.config)
+        self.version = version
+        self.decoder = make_decoder(action_mode, self.config, version)
         self.encoder = make_observation(observation, self.config.slots, self.config.observation)
         self.reward_fn = make_reward(reward, **(reward_kwargs or {}))
-        self.sampler = _sampler(workload, load_range)
-        self.cost_model = _cost_model(cost_model, self.config)
-        self.engine_config = _engine_config(self.config)
+        self.shaping = make_shaping(shaping, float(getattr(self.reward_fn, "scale", 1.0)))
+        self.sampler = make_sampler(workload, load_range)
+        self.cost_model = make_env_cost_model(cost_model, self.config)
+        self.player: Scheduler | None = None
+        self.engine_config = engine_config_of(self.config, version)
         self.action_space = self.decoder.space
         self.observation_space = self.encoder.space
         self.engine: Engine | None = None
-        self.episode_name = ""
+        self.episode: Episode | None = None
         self.steps = 0
         self._wall = 0.0
+        self._phi = 0.0
+        self._info: dict[str, Any] = {}
+
+    def set_player(self, scheduler: Scheduler | None) -> None:
+        """Let ``scheduler`` make every decision from the next ``reset`` on (``None``: the agent decides)."""
+        self.player = scheduler
+        req = None if scheduler is None else scheduler.requirements
+        self.engine_config = engine_config_of(self.config, self.version, req)
+
+    def engine_setup(self) -> EngineSetup:
+        """The engine configuration and cost model of this environment (run schedulers natively on its episodes)."""
+        return EngineSetup(engine_config_of(self.config, self.version), self.cost_model)
 
     # ---- episode -------------------------------------------------------------------------
     def reset(
@@ -138,14 +189,22 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         """Start an episode on a freshly drawn (or pinned) workload."""
         super().reset(seed=seed)
         episode = episode_from_options(options or {}, self.sampler, self.np_random)
-        self.episode_name = episode.name
+        self.episode = episode
         engine = Engine(episode.requests, SimulatedRunner(self.cost_model), self.engine_config)
+        engine.table.slo_names.extend(episode.slo_names)
         while not engine.done and _nothing_to_decide(engine):
             engine.step(BatchPlan.idle())
         self.engine = engine
         self.tracker = EpisodeTracker(engine)
-        self.ctx = DecisionContext(engine, self.config.slots, self.tracker.service)
+        if self.player is not None:
+            self.player.reset(seed=seed)
+        order = None
+        if self.version >= 1:
+            self.decoder.reset()
+            order = self.decoder.waiting_order
+        self.ctx = DecisionContext(engine, self.config.slots, self.tracker.service, order)
         self.steps = 0
+        self._phi = 0.0
         self._wall = time.perf_counter()
         info: dict[str, Any] = {"workload": episode.name, "load": episode.load, "requests": len(episode.requests)}
         return self.encoder.encode(self.ctx, self.tracker), info
@@ -157,8 +216,9 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
             raise RuntimeError("call reset() before step()")
         tracker = self.tracker
         tracker.begin()
+        event = "done"
         if not engine.done:
-            self._advance(engine, tracker, self.decoder.decode(action, self.ctx))
+            event = self._advance(engine, tracker, action)
         self.steps += 1
         self.ctx.refresh(tracker.service)
         terminated = engine.done
@@ -168,32 +228,38 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
             or (cfg.max_time_s is not None and engine.now >= cfg.max_time_s)
         )
         reward = float(self.reward_fn(tracker.stats))
-        info = self._step_info()
+        if self.shaping is not None:
+            phi = 0.0 if terminated or truncated else self.shaping(engine)
+            reward += phi - self._phi
+            self._phi = phi
+        info = self._step_info(event)
         if terminated or truncated:
             result = self.result()
             info["objective"] = self.reward_fn.episode_objective(result)
-            info["episode_summary"] = _summary(result)
+            info["episode_summary"] = summary_of(result)
         return self.encoder.encode(self.ctx, tracker), reward, terminated, truncated, info
 
-    def _advance(self, engine: Engine, tracker: EpisodeTracker, plan: BatchPlan) -> None:
+    def _advance(self, engine: Engine, tracker: EpisodeTracker, action: Any) -> str:
+        """Run one decision: -v1 holds it until the next event, -v0 runs one iteration; returns the event."""
+        if self.version >= 1:
+            decision = SchedulerHeld(self.player) if self.player is not None else self.decoder.decide(action, self.ctx)
+            event = run_held(engine, tracker, decision, self.config.events)
+            skip_idle(engine, tracker)
+            return event
+        plan = self.player.schedule(self.ctx.view) if self.player is not None else self.decoder.decode(action, self.ctx)
         t0 = engine.now
         res = engine.step(plan)
         tracker.commit(plan.ids, res.tokens, res.emitted)
         tracker.record_finished(res.finished, len(res.evicted))
         tracker.close_segment(t0)
-        if engine.done or engine.unfinished:
-            return
-        # Nothing to decide: idle to the next arrival inside this step, keeping the events (finished,
-        # evicted, arrived) so the next view shows everything since this decision.
-        while not engine.done and engine.unfinished == 0:
-            t1 = engine.now
-            engine.step(BatchPlan.idle(), keep_events=True)
-            tracker.close_segment(t1)
+        if not (engine.done or engine.unfinished):
+            skip_idle(engine, tracker)
+        return "iteration"
 
-    def _step_info(self) -> dict[str, Any]:
+    def _step_info(self, event: str) -> dict[str, Any]:
         st = self.tracker.stats
         engine = self.ctx.engine
-        return {
+        info = {
             "time": st.t_end,
             "dt": st.t_end - st.t_start,
             "tokens": st.tokens,
@@ -204,13 +270,19 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
             "waiting": int(self.ctx.waiting.size),
             "running": int(self.ctx.running.size),
             "kv_utilisation": 1.0 - engine.pool.free / engine.pool.total,
+            "slo_classes": self.tracker.class_counts(),
         }
+        if self.version >= 1:
+            info["event"] = event
+            info["iterations"] = engine.iterations
+        return info
 
     def result(self) -> SimulationResult:
         """The current episode's recorded result (per-request columns; complete once the episode ended)."""
         if self.engine is None:
             raise RuntimeError("call reset() before result()")
-        return result_of(self.engine, f"env-{self.action_mode}", time.perf_counter() - self._wall)
+        name = self.player.name if self.player is not None else f"env-{self.action_mode}"
+        return result_of(self.engine, name, time.perf_counter() - self._wall)
 
     # ---- helpers for agents and baselines ------------------------------------------------
     def view(self) -> EngineView:
@@ -220,10 +292,12 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         return self.ctx.view
 
     def encode_plan(self, plan: BatchPlan, view: EngineView | None = None) -> np.ndarray:
-        """The scores action that reproduces ``plan`` exactly (see :meth:`ScoresDecoder.encode_plan`)."""
+        """The scores action that reproduces ``plan`` (see the decoder's ``encode_plan``)."""
         encode = getattr(self.decoder, "encode_plan", None)
         if encode is None:
             raise NotImplementedError(f"encode_plan needs action_mode='scores', not {self.action_mode!r}")
+        if self.version >= 1:
+            return encode(plan, self.ctx)  # type: ignore[no-any-return]
         if view is None or view is self.ctx.view:
             return encode(plan, self.view(), (self.ctx.slots, self.ctx.n_run_slots))  # type: ignore[no-any-return]
         return encode(plan, view)  # type: ignore[no-any-return]
@@ -248,47 +322,3 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
 def _nothing_to_decide(engine: Engine) -> bool:
     engine.view()
     return engine.unfinished == 0
-
-
-def _sampler(workload: WorkloadArg, load_range: tuple[float, float]) -> WorkloadSampler:
-    if workload is None:
-        return WorkloadMix(load_range=load_range)
-    if isinstance(workload, str):
-        return WorkloadMix((WorkloadSpec(name=workload),), load_range)
-    if isinstance(workload, WorkloadSpec):
-        return WorkloadMix((workload,), load_range)
-    if isinstance(workload, WorkloadSampler):
-        return workload
-    return WorkloadMix(tuple(workload), load_range)
-
-
-def _cost_model(cost_model: CostModel | str, config: EnvConfig) -> CostModel:
-    if not isinstance(cost_model, str):
-        return cost_model
-    from llmsched_gym.costs import make_cost_model
-
-    return make_cost_model(cost_model, gpu=config.gpu, model=config.model, tp=config.tp)
-
-
-def _engine_config(config: EnvConfig) -> EngineConfig:
-    blocks = config.num_blocks
-    if blocks is None:
-        from llmsched_gym.hardware import get_gpu, get_model, kv_capacity_blocks
-
-        blocks = kv_capacity_blocks(
-            get_gpu(config.gpu), get_model(config.model), tp=config.tp, block_size=config.block_size
-        )
-    return EngineConfig(
-        KVConfig(blocks, config.block_size, config.watermark),
-        allocation=config.allocation,  # type: ignore[arg-type]
-        overflow="error",
-        restart_mode=config.restart_mode,  # type: ignore[arg-type]
-        fast_forward=False,
-        recorder=RecorderConfig(iterations=False, sample_dt=config.sample_dt),
-    )
-
-
-def _summary(result: SimulationResult) -> dict[str, Any]:
-    from llmsched_gym.metrics.summary import summarize
-
-    return summarize(result).as_dict()

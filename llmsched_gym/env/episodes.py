@@ -31,11 +31,13 @@ class Episode:
         requests: Requests sorted by arrival, ids 0..N-1.
         name: Workload name.
         load: Load factor applied.
+        slo_names: SLO class names in the order given (the engine indexes the classes in this order).
     """
 
     requests: tuple[Request, ...]
     name: str
     load: float
+    slo_names: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -144,7 +146,7 @@ class WorkloadMix:
         if spec.predict_eps is not None:
             noise = rng if spec.predict_eps > 0 else None
             requests = list(with_predictions(requests, eps=spec.predict_eps, rng=noise))
-        return Episode(tuple(requests), spec.name, load)
+        return Episode(tuple(requests), spec.name, load, tuple(c.name for c in spec.slo))
 
     def _stream(self, spec: WorkloadSpec, rng: np.random.Generator, load: float) -> list[Request]:
         from llmsched_gym.workloads import make_workload, scale_time
@@ -191,5 +193,6 @@ def episode_from_options(options: dict[str, Any], sampler: WorkloadSampler, rng:
         requests = tuple(options["requests"])
         if not all(isinstance(r, Request) for r in requests):
             raise ValueError("options['requests'] must be a sequence of llmsched_gym Request objects")
-        return Episode(requests, "pinned", float(options.get("load", 1.0)))
+        names = tuple(dict.fromkeys(r.slo.name for r in requests if r.slo is not None))
+        return Episode(requests, "pinned", float(options.get("load", 1.0)), names)
     return sampler.sample(rng, workload=options.get("workload"), load=options.get("load"))

@@ -1,4 +1,4 @@
-"""The "knobs" action mode: a MultiDiscrete choice of scheduling knobs, applied by a Sarathi-style packer.
+"""The "knobs" action mode: a MultiDiscrete choice of scheduling knobs (-v0 below; -v1: :class:`KnobsRuleDecoder`).
 
 Action ``[budget, ordering, deferral, hold]``:
 
@@ -32,6 +32,9 @@ from llmsched_gym.env._kernels import knobs_plan
 from llmsched_gym.env.actions import ensure_progress
 from llmsched_gym.env.config import EnvConfig
 from llmsched_gym.env.context import DecisionContext
+from llmsched_gym.env.residual import RuleDecoderBase
+from llmsched_gym.env.rule import ORDERINGS as ORDERINGS_V1
+from llmsched_gym.env.rule import RuleDecision, RuleParams
 
 ORDERINGS: tuple[str, ...] = ("fcfs", "shortest_prompt", "least_service", "earliest_ttft_deadline")
 
@@ -103,3 +106,43 @@ class KnobsDecoder:
         defer_ok = np.ones(1 + len(self.deferral), dtype=np.bool_)
         hold_ok = np.array([True, running.size > 0])
         return np.concatenate((budget_ok, order_ok, defer_ok, hold_ok))
+
+
+class KnobsRuleDecoder(RuleDecoderBase):
+    """Decoder of the -v1 "knobs" action: ``MultiDiscrete([budgets, orderings, 1 + deferrals])`` held by the rule.
+
+    ``a[0]``: 0 is the default budget (512), ``j >= 1`` the ``j``-th other budget level (ascending); ``a[1]``: the
+    admission ordering, an index into :data:`~llmsched_gym.env.rule.ORDERINGS` (fcfs, spf, edf, lcs, sjf);
+    ``a[2]``: 0 no deferral, ``j`` defers decodes with more than ``deferral_levels[j - 1]`` of their TBT target
+    left. The zero action is Sarathi-Serve (tested equal to the registered ``sarathi``); every action is a
+    work-conserving scheduler. Out-of-range entries are clipped and non-finite ones count as 0.
+
+    Args:
+        config: The environment configuration.
+    """
+
+    name = "knobs"
+
+    def __init__(self, config: EnvConfig) -> None:
+        super().__init__(config, "fcfs")
+        self.budgets = (config.default_budget, *(b for b in config.budget_levels if b != config.default_budget))
+        self.deferral = config.deferral_levels
+        self.nvec = np.array([len(self.budgets), len(ORDERINGS_V1), 1 + len(self.deferral)], dtype=np.int64)
+        self.space = spaces.MultiDiscrete(self.nvec)
+        self._limits = (self.nvec - 1).tolist()
+
+    def decide(self, action: object, ctx: DecisionContext) -> RuleDecision:
+        """The held rule for ``action``."""
+        raw = np.asarray(action).reshape(-1).tolist()
+        if len(raw) != self.nvec.size:
+            raise ValueError(f"knobs action has {len(raw)} entries, expected {self.nvec.size}: [budget, order, defer]")
+        level, ordering, deferral = (
+            min(max(int(x), 0), n) if math.isfinite(float(x)) else 0 for x, n in zip(raw, self._limits, strict=True)
+        )
+        theta = self.deferral[deferral - 1] if deferral else -1.0
+        params = RuleParams(self.budgets[level], ordering, theta, max_num_seqs=self.config.max_num_seqs)
+        return RuleDecision(params, self.queue, ctx.service)
+
+    def action_masks(self, ctx: DecisionContext) -> np.ndarray:
+        """Every choice is valid (MaskablePPO's format): all ones."""
+        return np.ones(int(self.nvec.sum()), dtype=np.bool_)

@@ -85,6 +85,8 @@ class EpisodeTracker:
         self.n_clients = 0
         self.service_total = 0.0
         self.spread = 0.0
+        self.class_finished: IntArray = np.zeros(0, dtype=np.int64)
+        self.class_met: IntArray = np.zeros(0, dtype=np.int64)
         self.stats = StepStats()
         self.close_segment(engine.now)
 
@@ -153,11 +155,34 @@ class EpisodeTracker:
         ids = np.asarray(finished, dtype=np.int64)
         ttft_ok = (t.first_token[ids] - t.arrival[ids]) <= t.slo_ttft[ids]
         tbt_ok = t.tbt_viol[ids] <= np.floor(0.01 * t.tbt_n[ids])
-        met = int(np.count_nonzero(ttft_ok & tbt_ok))
+        ok = ttft_ok & tbt_ok
+        met = int(np.count_nonzero(ok))
+        self._count_classes(t.slo_class[ids], ok)
         self.finished += ids.size
         self.slo_met += met
         self.stats.finished += ids.size
         self.stats.slo_met += met
+
+    def _count_classes(self, classes: IntArray, ok: np.ndarray) -> None:
+        n = len(self.engine.table.slo_names)
+        if n > self.class_finished.size:
+            grow = np.zeros(n - self.class_finished.size, np.int64)
+            self.class_finished = np.concatenate((self.class_finished, grow))
+            self.class_met = np.concatenate((self.class_met, grow))
+        known = classes >= 0
+        np.add.at(self.class_finished, classes[known], 1)
+        np.add.at(self.class_met, classes[known & ok], 1)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Per SLO class (in the order given): requests arrived, finished and finished meeting their SLOs."""
+        t = self.engine.table
+        arrived = np.bincount(t.slo_class[: t.n][t.slo_class[: t.n] >= 0], minlength=len(t.slo_names))
+        out: dict[str, dict[str, int]] = {}
+        for i, name in enumerate(t.slo_names):
+            done = int(self.class_finished[i]) if i < self.class_finished.size else 0
+            met = int(self.class_met[i]) if i < self.class_met.size else 0
+            out[name] = {"arrived": int(arrived[i]), "finished": done, "slo_met": met}
+        return out
 
     @property
     def attainment(self) -> float:

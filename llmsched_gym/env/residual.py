@@ -1,0 +1,102 @@
+"""The -v1 decoders built on the rule (:mod:`llmsched_gym.env.rule`): the residual mode and its shared parts.
+
+``residual`` (``LLMSchedResidual-v1``): ``Box(-1, 1, (K + 1,), float32)`` adjusting a named base scheduler
+(``EnvConfig.base``, one of :data:`~llmsched_gym.env.config.RESIDUAL_BASES`; default ``"sarathi"``):
+
+* ``a[i]`` for a waiting request in slot ``i``: a priority change in the base's admission order: the request's
+  rank moves by ``-a[i]`` times the queue length (``+1`` ahead of everything, ``-1`` behind everything);
+* ``a[i]`` for a running request: ``a[i] <= defer_below`` (default -0.5) defers its decode (it runs only with the
+  budget left after prefills, least TBT slack first); other values change nothing;
+* ``a[K]``: the token budget: ``default_budget * 4 ** a[K]``, snapped to the nearest budget level (log scale).
+
+The zero action is the base scheduler itself: with ``base="sarathi"`` or ``"sarathi-spf"`` every decision equals
+the registered scheduler's (tested on per-request results). Waiting slots are filled in the base's admission order,
+so slot ``i`` of a waiting request is its rank; requests outside the slots keep their base rank. NaN entries count
+as 0 and out-of-range values are clipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from gymnasium import spaces
+
+from llmsched_gym.core.batch import FloatArray, IntArray
+from llmsched_gym.core.view import EngineView
+from llmsched_gym.env.config import RESIDUAL_BASES, EnvConfig
+from llmsched_gym.env.context import DecisionContext
+from llmsched_gym.env.rule import ORDERINGS, RuleDecision, RuleParams, RuleQueue, admission_order
+
+_SLOT_TO_RULE = {"arrival": "fcfs", "spf": "spf", "edf": "edf", "lcs": "lcs", "sjf": "sjf"}
+
+
+def clean_box(action: object, size: int, what: str) -> np.ndarray:
+    """A float64 copy of a Box action: NaN as 0, clipped to ``[-1, 1]``; raises on a wrong size."""
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.size != size:
+        raise ValueError(f"{what} action has {a.size} entries, expected {size} (see env.action_space)")
+    return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+
+
+def snap_budget(value: float, levels: tuple[int, ...], default: int) -> int:
+    """The budget level (or ``default``) nearest to ``value`` on a log scale."""
+    candidates = sorted({*levels, default})
+    logs = [abs(math.log(c) - math.log(value)) for c in candidates]
+    return candidates[int(np.argmin(logs))]
+
+
+class RuleDecoderBase:
+    """What the rule-based -v1 decoders share: the rule's queue and the slot fill order.
+
+    Args:
+        config: The environment configuration.
+        slot_ordering: The rule ordering that fills the waiting slots when ``config.slot_order`` is ``None``.
+    """
+
+    def __init__(self, config: EnvConfig, slot_ordering: str) -> None:
+        self.config = config
+        order = _SLOT_TO_RULE[config.slot_order] if config.slot_order is not None else slot_ordering
+        self._slot_params = RuleParams(config.default_budget, ORDERINGS.index(order))
+        self.queue = RuleQueue()
+
+    def reset(self) -> None:
+        """Forget the queue (a new episode)."""
+        self.queue.clear()
+
+    def waiting_order(self, view: EngineView, service: FloatArray) -> IntArray:
+        """Waiting requests in slot-fill order (the rule's admission order under the slot ordering)."""
+        self.queue.sync(view)
+        order = admission_order(self.queue, self._slot_params, view, service)
+        return np.asarray(order, dtype=np.int64)
+
+
+class ResidualDecoder(RuleDecoderBase):
+    """Decoder of the ``residual`` action (see the module docstring).
+
+    Args:
+        config: The environment configuration (``base``, ``default_budget``, ``budget_levels``, ``defer_below``).
+    """
+
+    name = "residual"
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.ordering = RESIDUAL_BASES[config.base]
+        super().__init__(config, self.ordering)
+        self.k = config.slots
+        self.space = spaces.Box(-1.0, 1.0, shape=(self.k + 1,), dtype=np.float32)
+
+    def decide(self, action: object, ctx: DecisionContext) -> RuleDecision:
+        """The held rule for ``action`` at the decision ``ctx`` describes."""
+        a = clean_box(action, self.k + 1, "residual")
+        cfg = self.config
+        slots, n_rs = ctx.slots.tolist(), ctx.n_run_slots
+        deferred = frozenset(slots[i] for i in range(n_rs) if a[i] <= cfg.defer_below)
+        priority = {slots[i]: float(a[i]) for i in range(n_rs, len(slots)) if a[i] != 0.0}
+        budget = (
+            cfg.default_budget
+            if a[self.k] == 0.0
+            else snap_budget(cfg.default_budget * 4.0 ** a[self.k], cfg.budget_levels, cfg.default_budget)
+        )
+        params = RuleParams(budget, ORDERINGS.index(self.ordering), -1.0, deferred, priority, cfg.max_num_seqs)
+        return RuleDecision(params, self.queue, ctx.service)
