@@ -51,6 +51,22 @@ REGISTRY: Mapping[str, SchedulerEntry] = MappingProxyType(
         "sarathi-spf": _e(
             "baselines.sarathi:SarathiServe", "Sarathi-Serve with shortest-prompt-first admission (§6)", order="spf"
         ),
+        # Project variants: the env's -v1 rule (Sarathi-Serve batching) with other admission orders
+        "sarathi-edf": _e(
+            "llmsched_gym.env.rule:RuleScheduler",
+            "Sarathi-Serve batching, earliest TTFT deadline first (project variant; env -v1 rule)",
+            ordering="edf",
+        ),
+        "sarathi-lcs": _e(
+            "llmsched_gym.env.rule:RuleScheduler",
+            "Sarathi-Serve batching, least client service first (project variant; env -v1 rule)",
+            ordering="lcs",
+        ),
+        "sarathi-sjf": _e(
+            "llmsched_gym.env.rule:RuleScheduler",
+            "Sarathi-Serve batching, shortest predicted output first (project variant; env -v1 rule)",
+            ordering="sjf",
+        ),
         # SLAI / RAD (spec §7–§8)
         "slai": _e("baselines.slai:SLAI", "SLAI: critical decodes by last schedulable time, SPF prefills (§7)"),
         "slai-fcfs-fixed": _e(

@@ -135,6 +135,14 @@ def add_optional(sub: Sub) -> None:
         from llmsched_gym.compare.cli import add_compare_parser
 
         add_compare_parser(sub)
+    from llmsched_gym.tasks.cli import add_tasks_parser
+
+    add_tasks_parser(sub)
+    if importlib.util.find_spec("train") is not None and importlib.util.find_spec("stable_baselines3") is not None:
+        from train.cli import add_evaluate_parser, add_train_parser
+
+        add_train_parser(sub)
+        add_evaluate_parser(sub)
 
 
 __all__ = ["summary_table"]

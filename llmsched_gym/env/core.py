@@ -195,7 +195,7 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         while not engine.done and _nothing_to_decide(engine):
             engine.step(BatchPlan.idle())
         self.engine = engine
-        self.tracker = EpisodeTracker(engine)
+        self.tracker = EpisodeTracker(engine, getattr(self.reward_fn, "window_s", None))
         if self.player is not None:
             self.player.reset(seed=seed)
         order = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from llmsched_gym.env.config import EnvConfig
 from llmsched_gym.env.knobs import KnobsDecoder, KnobsRuleDecoder
-from llmsched_gym.env.residual import ResidualDecoder
+from llmsched_gym.env.residual import PriorityDecoder, ResidualDecoder
 from llmsched_gym.env.scores import ScoresDecoder
 from llmsched_gym.env.scores_v1 import ScoresRuleDecoder
 from llmsched_gym.errors import UnknownNameError
@@ -16,7 +16,14 @@ from llmsched_gym.errors import UnknownNameError
 DECODERS: Mapping[int, Mapping[str, Callable[[EnvConfig], Any]]] = MappingProxyType(
     {
         0: MappingProxyType({"scores": ScoresDecoder, "knobs": KnobsDecoder}),
-        1: MappingProxyType({"scores": ScoresRuleDecoder, "knobs": KnobsRuleDecoder, "residual": ResidualDecoder}),
+        1: MappingProxyType(
+            {
+                "scores": ScoresRuleDecoder,
+                "knobs": KnobsRuleDecoder,
+                "residual": ResidualDecoder,
+                "priority": PriorityDecoder,
+            }
+        ),
     }
 )
 """Action modes of each environment version and their decoder classes."""

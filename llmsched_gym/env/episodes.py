@@ -60,7 +60,9 @@ class WorkloadSpec:
         rate: Arrival rate (requests/s) at load 1; ``None`` keeps the workload's own rate.
         n_requests: Requests per episode (``None``: up to ``duration_s`` or the whole trace).
         duration_s: Keep arrivals before this time (after scaling).
-        window_s: Serve a random ``window_s``-second window of the (whole) trace instead.
+        window_s: Serve a random ``window_s``-second window of the trace instead.
+        window_range: The part of the trace windows are drawn from, as fractions of its duration (the whole window
+            lies inside): disjoint ranges give disjoint training and test windows.
         slo: SLO classes attached to the requests (empty: keep the workload's own).
         slo_probs: Probability of each class (uniform when ``None``).
         predict_eps: Attach predicted output lengths with relative error up to this (0: exact), which the
@@ -74,6 +76,7 @@ class WorkloadSpec:
     n_requests: int | None = 200
     duration_s: float | None = None
     window_s: float | None = None
+    window_range: tuple[float, float] = (0.0, 1.0)
     slo: tuple[SLOClass, ...] = (DEFAULT_SLO,)
     slo_probs: tuple[float, ...] | None = None
     predict_eps: float | None = None
@@ -92,6 +95,9 @@ class WorkloadSpec:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"WorkloadSpec: {name}={value!r} must be a positive number of seconds or None")
+        lo, hi = self.window_range
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"WorkloadSpec: window_range={self.window_range!r} must satisfy 0 <= low < high <= 1")
         if self.predict_eps is not None and not (math.isfinite(self.predict_eps) and self.predict_eps >= 0):
             raise ValueError(f"WorkloadSpec: predict_eps={self.predict_eps!r} must be >= 0 (0.2 = within 20%) or None")
         if self.slo_probs is not None and len(self.slo_probs) != len(self.slo):
@@ -178,8 +184,9 @@ class WorkloadMix:
         if not trace:
             return []
         assert spec.window_s is not None
-        first, last = trace[0].arrival, trace[-1].arrival
-        start = float(rng.uniform(first, max(first, last - spec.window_s)))
+        first, span = trace[0].arrival, trace[-1].arrival - trace[0].arrival
+        lo, hi = (first + f * span for f in spec.window_range)
+        start = float(rng.uniform(lo, max(lo, hi - spec.window_s)))
         window = scale_time(time_window(trace, start, start + spec.window_s), 1.0 / load)
         return list(head(window, spec.n_requests) if spec.n_requests is not None else window)
 

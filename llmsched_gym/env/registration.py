@@ -14,6 +14,7 @@ ENV_IDS: Mapping[str, tuple[str, int]] = MappingProxyType(
         "llmsched_gym/LLMSchedScores-v0": ("scores", 0),
         "llmsched_gym/LLMSchedKnobs-v0": ("knobs", 0),
         "llmsched_gym/LLMSchedResidual-v1": ("residual", 1),
+        "llmsched_gym/LLMSchedPriority-v1": ("priority", 1),
         "llmsched_gym/LLMSchedKnobs-v1": ("knobs", 1),
         "llmsched_gym/LLMSchedScores-v1": ("scores", 1),
     }

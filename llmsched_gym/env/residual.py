@@ -1,4 +1,4 @@
-"""The -v1 decoders built on the rule (:mod:`llmsched_gym.env.rule`): the residual mode and its shared parts.
+"""The -v1 decoders built on the rule (:mod:`llmsched_gym.env.rule`): residual and priority modes, shared parts.
 
 ``residual`` (``LLMSchedResidual-v1``): ``Box(-1, 1, (K + 1,), float32)`` adjusting a named base scheduler
 (``EnvConfig.base``, one of :data:`~llmsched_gym.env.config.RESIDUAL_BASES`; default ``"sarathi"``):
@@ -26,6 +26,7 @@ from llmsched_gym.core.batch import FloatArray, IntArray
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.env.config import RESIDUAL_BASES, EnvConfig
 from llmsched_gym.env.context import DecisionContext
+from llmsched_gym.env.features import PRIORITY_FEATURES
 from llmsched_gym.env.rule import ORDERINGS, RuleDecision, RuleParams, RuleQueue, admission_order
 
 _SLOT_TO_RULE = {"arrival": "fcfs", "spf": "spf", "edf": "edf", "lcs": "lcs", "sjf": "sjf"}
@@ -85,6 +86,8 @@ class ResidualDecoder(RuleDecoderBase):
         super().__init__(config, self.ordering)
         self.k = config.slots
         self.space = spaces.Box(-1.0, 1.0, shape=(self.k + 1,), dtype=np.float32)
+        self.layout: tuple[str, ...] = ("slot", "global")
+        """Segments of the action vector: K per-slot values, then one global value (for slot-aware policies)."""
 
     def decide(self, action: object, ctx: DecisionContext) -> RuleDecision:
         """The held rule for ``action`` at the decision ``ctx`` describes."""
@@ -99,4 +102,45 @@ class ResidualDecoder(RuleDecoderBase):
             else snap_budget(cfg.default_budget * 4.0 ** a[self.k], cfg.budget_levels, cfg.default_budget)
         )
         params = RuleParams(budget, ORDERINGS.index(self.ordering), -1.0, deferred, priority, cfg.max_num_seqs)
+        return RuleDecision(params, self.queue, ctx.service)
+
+
+class PriorityDecoder(RuleDecoderBase):
+    """Decoder of the ``priority`` action: feature weights of a priority change over a named base scheduler.
+
+    ``Box(-1, 1, (P + 1,), float32)`` with ``P = len(PRIORITY_FEATURES)``: ``a[:P]`` weights the request features
+    of :data:`~llmsched_gym.env.features.PRIORITY_FEATURES`; every waiting request (in the slots or not) gets the
+    priority change ``clip(features @ a[:P], -1, 1)``, recomputed at every iteration of the held decision (so a
+    request whose TTFT deadline passes during the hold is re-ranked at once); a running decode whose change is
+    ``<= defer_below`` (-0.5) is deferred (it runs only with the budget left after prefills); ``a[P]`` is the budget
+    as in the residual mode. Exploration happens in the space of ranking rules (one weight moves every request with that
+    feature), which is what makes it easy to learn. The zero action is the base scheduler (``EnvConfig.base``).
+
+    Args:
+        config: The environment configuration.
+    """
+
+    name = "priority"
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.ordering = RESIDUAL_BASES[config.base]
+        super().__init__(config, self.ordering)
+        self.p = len(PRIORITY_FEATURES)
+        self.space = spaces.Box(-1.0, 1.0, shape=(self.p + 1,), dtype=np.float32)
+
+    def decide(self, action: object, ctx: DecisionContext) -> RuleDecision:
+        """The held rule for ``action``."""
+        a = clean_box(action, self.p + 1, "priority")
+        cfg = self.config
+        weights = tuple(float(w) for w in a[: self.p])
+        budget = (
+            cfg.default_budget
+            if a[self.p] == 0.0
+            else snap_budget(cfg.default_budget * 4.0 ** a[self.p], cfg.budget_levels, cfg.default_budget)
+        )
+        order = ORDERINGS.index(self.ordering)
+        params = RuleParams(
+            budget, order, max_num_seqs=cfg.max_num_seqs, weights=weights if any(weights) else (),
+            defer_below=cfg.defer_below,
+        )  # fmt: skip
         return RuleDecision(params, self.queue, ctx.service)

@@ -158,6 +158,43 @@ class FairnessReward:
         return -self.scale * service_spread(result)
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceGapReward:
+    """``-scale x`` the area under VTC's fairness curve, booked as the engine records its time-series samples.
+
+    At every sample (period ``EnvConfig.sample_dt``) the windowed service difference among backlogged clients
+    (:mod:`llmsched_gym.env.service_gap`: service over the last ``window_s`` seconds, max minus min over the clients
+    with a request waiting or running) is charged times the sample period. Objective: ``-scale x sample_dt x`` the sum
+    of those differences over the run's samples (``FairnessSummary.mean_service_diff`` times the number of samples
+    and the period). Needs a multi-client workload.
+
+    Attributes:
+        window_s: The service window.
+        scale: Multiplier (the default reports thousands of token-seconds).
+    """
+
+    window_s: float = 10.0
+    scale: float = 1e-3
+    name: str = field(default="service_gap", init=False)
+
+    def __post_init__(self) -> None:
+        """Validate the window and scale."""
+        _scale("ServiceGapReward", self.scale)
+        if not (np.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError(f"ServiceGapReward: window_s={self.window_s!r} must be a positive number of seconds")
+
+    def __call__(self, stats: StepStats) -> float:
+        """``-scale x`` the step's sampled gap area."""
+        return -self.scale * stats.gap_area
+
+    def episode_objective(self, result: SimulationResult) -> float:
+        """``-scale x sample_dt x`` the sum of the sampled spreads."""
+        from llmsched_gym.env.service_gap import sample_gaps
+
+        dt = result.recorder.config.sample_dt or 0.0
+        return -self.scale * dt * float(sample_gaps(result.recorder, self.window_s).sum())
+
+
 DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({"goodput": 1.0, "latency": 0.1})
 
 
@@ -199,6 +236,7 @@ _REWARDS: Mapping[str, Callable[..., Reward]] = MappingProxyType(
         "latency": LatencyReward,
         "throughput": ThroughputReward,
         "fairness": FairnessReward,
+        "service_gap": ServiceGapReward,
         "weighted": WeightedReward,
     }
 )
@@ -210,11 +248,11 @@ def list_rewards() -> dict[str, str]:
 
 
 def make_reward(name: str, **kwargs: Any) -> Reward:
-    """Build a registered reward (``goodput``, ``latency``, ``throughput``, ``fairness``, ``weighted``).
+    """Build a registered reward (``goodput``, ``latency``, ``throughput``, ``fairness``, ``service_gap``, ...).
 
     Args:
         name: The reward name.
-        **kwargs: Its parameters (``scale``; ``weights`` for ``weighted``).
+        **kwargs: Its parameters (``scale``; ``weights`` for ``weighted``; ``window_s`` for ``service_gap``).
 
     Raises:
         UnknownNameError: ``name`` is not registered.

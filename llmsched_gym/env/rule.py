@@ -40,6 +40,8 @@ from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView
+from llmsched_gym.env._rule_kernels import decode_pass
+from llmsched_gym.env.features import PRIORITY_FEATURES, request_features
 
 ORDERINGS: tuple[str, ...] = ("fcfs", "spf", "edf", "lcs", "sjf")
 """Admission orderings of the rule, in action-index order."""
@@ -60,6 +62,10 @@ class RuleParams:
         deferred: Running requests whose decodes are deferred explicitly (residual actions).
         priority: Per-request priority changes in ``[-1, 1]`` (residual actions); absent ids are 0.
         max_num_seqs: Cap on requests holding KV.
+        weights: Priority weights of the request features (:data:`PRIORITY_FEATURES`; priority actions): every
+            waiting request's priority change is ``clip(features @ weights, -1, 1)``, recomputed each iteration;
+            a running decode whose change is ``<= defer_below`` is deferred.
+        defer_below: See ``weights``.
     """
 
     budget: int = 512
@@ -68,6 +74,8 @@ class RuleParams:
     deferred: frozenset[int] = frozenset()
     priority: Mapping[int, float] = field(default_factory=lambda: _NO_PRIORITY)
     max_num_seqs: int = 128
+    weights: tuple[float, ...] = ()
+    defer_below: float = -0.5
 
     def __post_init__(self) -> None:
         """Validate the parameters."""
@@ -77,6 +85,8 @@ class RuleParams:
             raise ValueError(f"RuleParams: ordering={self.ordering} must index {ORDERINGS}")
         if self.max_num_seqs < 1:
             raise ValueError(f"RuleParams: max_num_seqs={self.max_num_seqs} must be >= 1 (default 128)")
+        if self.weights and len(self.weights) != len(PRIORITY_FEATURES):
+            raise ValueError(f"RuleParams: weights has {len(self.weights)} entries; give one per PRIORITY_FEATURES")
 
 
 class RuleQueue:
@@ -156,52 +166,34 @@ def admission_order(queue: RuleQueue, params: RuleParams, view: EngineView, serv
         span = float(len(items))
         keys2 = np.array([i - prio.get(r, 0.0) * span for i, r in enumerate(items)])
         items = [items[i] for i in np.argsort(keys2, kind="stable").tolist()]
+    elif any(params.weights):
+        ids = np.fromiter(items, dtype=np.int64, count=len(items))
+        delta = np.clip(request_features(view, ids, service) @ np.asarray(params.weights), -1.0, 1.0)
+        keys2 = np.arange(len(items)) - delta * len(items)
+        items = ids[np.argsort(keys2, kind="stable")].tolist()
     return items
 
 
-def _deferrable(view: EngineView, rid: int, params: RuleParams) -> bool:
-    if rid in params.deferred:
-        return True
-    if params.defer_theta < 0.0:
-        return False
-    tbt = float(view.slo_tbt[rid])
-    return bool(1.0 - (view.now - float(view.last_token[rid])) / tbt > params.defer_theta)
-
-
-def _is_decode(view: EngineView, rid: int) -> bool:
-    return view.pending(rid) == 1 and int(view.generated[rid]) >= 1
+def _defer_mask(view: EngineView, order: IntArray, params: RuleParams) -> np.ndarray:
+    """Which running requests of ``order`` have their decodes deferred (explicitly or by the TBT-slack rule)."""
+    mask = np.zeros(order.size, dtype=np.bool_)
+    if params.deferred:
+        mask |= np.isin(order, np.fromiter(params.deferred, dtype=np.int64, count=len(params.deferred)))
+    if params.defer_theta >= 0.0:
+        slack = 1.0 - (view.now - view.last_token[order]) / view.slo_tbt[order]
+        mask |= slack > params.defer_theta
+    return mask
 
 
 def _decode_pass(
-    view: EngineView, order: list[int], params: RuleParams, free: int
+    view: EngineView, order: IntArray, params: RuleParams, free: int
 ) -> tuple[list[int], list[int], list[int], list[int], int]:
-    """Step 1 of the rule: ``(decodes, partials, deferred, preempted, free)``."""
-    decodes: list[int] = []
-    partials: list[int] = []
-    deferred: list[int] = []
-    preempted: list[int] = []
-    bs = view.block_size
-    todo = deque(order)
-    while todo:
-        rid = todo.popleft()
-        if not _is_decode(view, rid):
-            partials.append(rid)
-            continue
-        if _deferrable(view, rid, params):
-            deferred.append(rid)
-            continue
-        need = max(0, -(-(int(view.computed[rid]) + 1) // bs) - int(view.blocks[rid]))
-        while need > free and todo:
-            victim = todo.pop()
-            preempted.append(victim)
-            free += int(view.blocks[victim])
-        if need > free:
-            preempted.append(rid)
-            free += int(view.blocks[rid])
-            continue
-        free -= need
-        decodes.append(rid)
-    return decodes, partials, deferred, preempted, free
+    """Step 1 of the rule: ``(decodes, partials, deferred, preempted, free)`` (one compiled pass)."""
+    dec, par, dfr, pre, free = decode_pass(
+        order, _defer_mask(view, order, params), view.prompt, view.generated, view.computed, view.blocks,
+        view.block_size, free,
+    )  # fmt: skip
+    return dec.tolist(), par.tolist(), dfr.tolist(), pre.tolist(), int(free)
 
 
 @dataclass(slots=True)
@@ -214,6 +206,17 @@ class _Batch:
     active: int
     tokens: dict[int, int] = field(default_factory=dict)
     rejects: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _may_admit(view: EngineView, queue: RuleQueue, params: RuleParams, b: _Batch) -> bool:
+    """Whether step 3 can admit or reject anything (skipping it then saves ordering the queue)."""
+    if not queue.items:
+        return False
+    if b.used < b.budget and b.active < params.max_num_seqs:
+        return True
+    ids = np.fromiter(queue.items, dtype=np.int64, count=len(queue.items))
+    need = -(-(view.prompt[ids] + view.generated[ids]) // view.block_size) - view.blocks[ids]
+    return bool((need > view.total_blocks - view.watermark_blocks).any())  # a rejection still happens
 
 
 def _admit(view: EngineView, queue: RuleQueue, order: list[int], params: RuleParams, b: _Batch) -> None:
@@ -257,18 +260,23 @@ def _fill_deferred(view: EngineView, deferred: list[int], b: _Batch) -> None:
 
 def rule_plan(view: EngineView, queue: RuleQueue, params: RuleParams, service: FloatArray) -> BatchPlan:
     """One iteration's batch under ``params`` (the queue must have been synced with ``view``)."""
-    srt = np.sort(view.running).tolist()
-    decodes, partials, deferred, preempted, free = _decode_pass(view, srt, params, view.free_blocks)
-    b = _Batch(params.budget, free, len(decodes), len(srt) - len(preempted))
+    running = np.sort(view.running)
+    if params.weights and running.size:
+        delta = request_features(view, running, service) @ np.asarray(params.weights)
+        slow = frozenset(running[delta <= params.defer_below].tolist())
+        params = dataclasses.replace(params, deferred=params.deferred | slow) if slow else params
+    decodes, partials, deferred, preempted, free = _decode_pass(view, running, params, view.free_blocks)
+    b = _Batch(params.budget, free, len(decodes), running.size - len(preempted))
     for rid in partials:
         chunk = min(view.pending(rid), max(b.budget - b.used, 0))
         if chunk > 0:
             b.tokens[rid] = chunk
             b.used += chunk
-    _admit(view, queue, admission_order(queue, params, view, service), params, b)
+    if _may_admit(view, queue, params, b):
+        _admit(view, queue, admission_order(queue, params, view, service), params, b)
     if deferred and not decodes and not b.tokens:  # nothing else runs: deferral must not stall the engine
         plain = dataclasses.replace(params, defer_theta=-1.0, deferred=frozenset())
-        decodes, _, _, more, b.free = _decode_pass(view, deferred, plain, b.free)
+        decodes, _, _, more, b.free = _decode_pass(view, np.asarray(deferred, dtype=np.int64), plain, b.free)
         preempted += more
     else:
         _fill_deferred(view, deferred, b)
@@ -278,8 +286,8 @@ def rule_plan(view: EngineView, queue: RuleQueue, params: RuleParams, service: F
     if preempted:
         queue.push_front(sorted(preempted))
         return BatchPlan(ids, tokens, preempt=tuple(preempted), reject=tuple(b.rejects))
-    stable = params.defer_theta < 0.0 and not deferred
-    open_queue = len(queue) == 0 or params.ordering != 0 or bool(params.priority)
+    stable = params.defer_theta < 0.0 and not deferred and not any(params.weights)  # weights: time-varying order
+    open_queue = len(queue) == 0 or params.ordering != 0 or bool(params.priority) or any(params.weights)
     return BatchPlan(
         ids,
         tokens,

@@ -140,6 +140,8 @@ class ScoresRuleDecoder(RuleDecoderBase):
         self.caps = config.chunk_caps
         self.size = 2 * self.k + 1 if self.caps else self.k + 1
         self.space = spaces.Box(-1.0, 1.0, shape=(self.size,), dtype=np.float32)
+        self.layout: tuple[str, ...] = ("slot", "global", "slot") if self.caps else ("slot", "global")
+        """Segments of the action vector (scores, budget, caps) for slot-aware policies."""
         self._preempt = -math.inf if config.preempt_below is None else float(config.preempt_below)
 
     def budget_of(self, value: float) -> int:
@@ -249,13 +251,23 @@ def _encode_rows(
 def _check_round_trip(decoder: ScoresRuleDecoder, action: np.ndarray, plan: BatchPlan, ctx: DecisionContext) -> None:
     """Decode ``action`` and raise unless it gives ``plan`` (requests outside the slots follow the default)."""
     got = decoder.decide(action, ctx).plan(ctx.view)
-    if got.as_dict() != plan.as_dict() or got.ids.tolist() != plan.ids.tolist():
-        diff = [r for r in {*got.as_dict(), *plan.as_dict()} if got.as_dict().get(r) != plan.as_dict().get(r)]
-        culprit = sorted(diff)[0] if diff else int(plan.ids[0])
-        where = "outside" if culprit not in set(ctx.slots.tolist()) else "inside"
+    want, have = plan.as_dict(), got.as_dict()
+    inside = set(ctx.slots.tolist())
+    diff = sorted(r for r in {*want, *have} if want.get(r) != have.get(r))
+    if diff:
+        rid = diff[0]
+        where = "inside" if rid in inside else "outside"
         raise ValueError(
-            f"plan not expressible: request {culprit} ({where} the slots) would get "
-            f"{got.as_dict().get(culprit, 0)} tokens instead of {plan.as_dict().get(culprit, 0)} (raise `slots`)"
+            f"plan not expressible: request {rid} ({where} the slots) would get {have.get(rid, 0)} tokens instead "
+            f"of {want.get(rid, 0)} (raise `slots`)"
+        )
+    if got.ids.tolist() != plan.ids.tolist():
+        first = next(i for i, (a, b) in enumerate(zip(got.ids.tolist(), plan.ids.tolist(), strict=True)) if a != b)
+        rid = int(plan.ids[first])
+        where = "inside" if rid in inside else "outside"
+        raise ValueError(
+            f"plan not expressible: row {first} of the plan is request {rid} ({where} the slots), but the action "
+            "orders requests outside the slots after the slot requests (raise `slots`)"
         )
     if set(got.preempt) != set(plan.preempt):
         raise ValueError(f"plan not expressible: preemptions {list(plan.preempt)} decode to {list(got.preempt)}")

@@ -22,6 +22,7 @@ import numpy as np
 from llmsched_gym.core.batch import FloatArray, IntArray
 from llmsched_gym.env._kernels import spread
 from llmsched_gym.env._table_kernels import credit_service_table
+from llmsched_gym.env.service_gap import GapTracker
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
@@ -45,6 +46,8 @@ class StepStats:
         preempted: Requests preempted (explicitly or under KV pressure).
         spread_before: Service spread (max - min over clients seen) at ``t_start``.
         spread_after: Service spread at ``t_end``.
+        gap_area: Windowed service spread among backlogged clients, summed over the time-series samples taken in
+            the step, times the sample period (:mod:`llmsched_gym.env.service_gap`; 0 unless tracked).
     """
 
     t_start: float = 0.0
@@ -57,6 +60,7 @@ class StepStats:
     preempted: int = 0
     spread_before: float = 0.0
     spread_after: float = 0.0
+    gap_area: float = 0.0
 
     def clear(self, t: float, spread: float) -> None:
         """Start a new step at time ``t``."""
@@ -64,6 +68,7 @@ class StepStats:
         self.in_system_area = 0.0
         self.tokens = self.emitted = self.finished = self.slo_met = self.preempted = 0
         self.spread_before = self.spread_after = spread
+        self.gap_area = 0.0
 
 
 class EpisodeTracker:
@@ -71,10 +76,12 @@ class EpisodeTracker:
 
     Args:
         engine: The episode's engine (read only).
+        gap_window_s: Track the windowed service spread among backlogged clients with this window (``None``: off).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, gap_window_s: float | None = None) -> None:
         self.engine = engine
+        self.gaps: GapTracker | None = None
         self.seen = 0
         self.open = 0
         self.finished = 0
@@ -89,6 +96,8 @@ class EpisodeTracker:
         self.class_met: IntArray = np.zeros(0, dtype=np.int64)
         self.stats = StepStats()
         self.close_segment(engine.now)
+        if gap_window_s is not None and engine.recorder.config.sample_dt:
+            self.gaps = GapTracker(engine.recorder, gap_window_s)  # samples so far count in the first step
 
     def begin(self) -> None:
         """Reset the step's statistics at the current decision."""
@@ -111,6 +120,9 @@ class EpisodeTracker:
                 self.credited = np.concatenate((self.credited, np.zeros(max(t.n, 2 * self.credited.size))))
         self.stats.in_system_area += area
         self.stats.t_end = now
+        if self.gaps is not None:
+            dt = engine.recorder.config.sample_dt or 0.0
+            self.stats.gap_area += dt * sum(self.gaps.new_gaps())
         self.open = engine.unfinished
 
     def _add_clients(self, clients: IntArray) -> None:
