@@ -15,15 +15,17 @@ class TaskEnvFactory:
         split: ``train``, ``validation`` or ``test``.
         mode: Action mode.
         shaping: Shaping name or ``None``.
+        overrides: Further environment keyword arguments (``EnvConfig`` fields).
     """
 
     task: str
     split: str = "train"
     mode: str = "priority"
     shaping: str | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     def __call__(self) -> Any:
         """A new environment."""
         from llmsched_gym.tasks import get_task
 
-        return get_task(self.task).make_env(self.split, self.mode, shaping=self.shaping)
+        return get_task(self.task).make_env(self.split, self.mode, shaping=self.shaping, **dict(self.overrides))

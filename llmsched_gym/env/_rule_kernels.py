@@ -85,3 +85,15 @@ def features(ids, now, arrival, slo_ttft, first_token, prompt, generated, comput
         x[j, 7] = d / (abs(d) + 1e4)
         x[j, 8] = tbt / (tbt + 0.1)
     return x
+
+
+@njit(cache=True)
+def weigh(x, weights):  # type: ignore[no-untyped-def]
+    """``x @ weights`` summed in feature order (the same floating-point result in Python and compiled code)."""
+    out = np.zeros(x.shape[0])
+    for j in range(x.shape[0]):
+        acc = 0.0
+        for f in range(x.shape[1]):
+            acc += x[j, f] * weights[f]
+        out[j] = acc
+    return out

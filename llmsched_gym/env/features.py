@@ -28,10 +28,12 @@ def request_features(view: EngineView, ids: IntArray, service: FloatArray) -> np
     ``ttft_missed`` 1 once the TTFT deadline has passed without a first token; ``ttft_slack`` the time left to the
     deadline, ``x / (|x| + 1 s)``; token counts ``log1p(n) / log1p(16384)`` (prompt, pending prefill, predicted
     output, 0 without a prediction); ``time_waited`` ``t / (t + 1 s)``; ``preempted`` 1 after a preemption;
-    ``client_service`` the client's VTC service minus the mean over clients, ``d / (|d| + 10,000)``; ``tbt_target``
+    ``client_service`` the client's VTC service minus the mean over the clients served so far,
+    ``d / (|d| + 10,000)``; ``tbt_target``
     ``t / (t + 0.1 s)`` (1 without a target).
     """
-    mean = float(service.mean()) if service.size else 0.0
+    served = service[service > 0.0]
+    mean = float(served.mean()) if served.size else 0.0
     out: np.ndarray = _kernels.features(
         ids, view.now, view.arrival, view.slo_ttft, view.first_token, view.prompt, view.generated, view.computed,
         view.predicted, view.preemptions, view.client, view.slo_tbt, service, mean,

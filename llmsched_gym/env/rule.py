@@ -40,7 +40,7 @@ from llmsched_gym.core.plan import BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView
-from llmsched_gym.env._rule_kernels import decode_pass
+from llmsched_gym.env._rule_kernels import decode_pass, weigh
 from llmsched_gym.env.features import PRIORITY_FEATURES, request_features
 
 ORDERINGS: tuple[str, ...] = ("fcfs", "spf", "edf", "lcs", "sjf")
@@ -168,7 +168,7 @@ def admission_order(queue: RuleQueue, params: RuleParams, view: EngineView, serv
         items = [items[i] for i in np.argsort(keys2, kind="stable").tolist()]
     elif any(params.weights):
         ids = np.fromiter(items, dtype=np.int64, count=len(items))
-        delta = np.clip(request_features(view, ids, service) @ np.asarray(params.weights), -1.0, 1.0)
+        delta = np.clip(weigh(request_features(view, ids, service), np.asarray(params.weights)), -1.0, 1.0)
         keys2 = np.arange(len(items)) - delta * len(items)
         items = ids[np.argsort(keys2, kind="stable")].tolist()
     return items
@@ -262,7 +262,7 @@ def rule_plan(view: EngineView, queue: RuleQueue, params: RuleParams, service: F
     """One iteration's batch under ``params`` (the queue must have been synced with ``view``)."""
     running = np.sort(view.running)
     if params.weights and running.size:
-        delta = request_features(view, running, service) @ np.asarray(params.weights)
+        delta = weigh(request_features(view, running, service), np.asarray(params.weights))
         slow = frozenset(running[delta <= params.defer_below].tolist())
         params = dataclasses.replace(params, deferred=params.deferred | slow) if slow else params
     decodes, partials, deferred, preempted, free = _decode_pass(view, running, params, view.free_blocks)
