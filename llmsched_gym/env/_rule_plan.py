@@ -163,7 +163,7 @@ def _needs_service(params):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def rule_plan_fn(inp, params):  # type: ignore[no-untyped-def]
     """One iteration of the rule (see the module docstring and :mod:`llmsched_gym.env.rule`)."""
-    ip, fp, deferred, prio_ids, _, weights = params
+    ip, fp, _, prio_ids, _, weights = params
     budget, max_seqs = ip[0], ip[2]
     service, mean = _service(inp) if _needs_service(params) else (np.zeros(1), 0.0)
     running = np.sort(inp.running)

@@ -1,5 +1,4 @@
-"""The compiled rule plan function makes the Python rule's decision at every iteration (ids, tokens, victims,
-fast-forward promise), over orderings, priority changes, feature weights, deferral and KV pressure."""
+"""The compiled rule plan function makes the Python rule's decision at every iteration."""
 
 from __future__ import annotations
 

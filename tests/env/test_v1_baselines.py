@@ -1,5 +1,4 @@
-"""Env -v1 against the schedulers: zero actions are the named base schedulers, and any scheduler played through
-the wrapper scores exactly its native run (per-request columns bitwise, return == native objective)."""
+"""Env -v1 against the schedulers: zero actions are base schedulers; the wrapper scores native runs."""
 
 from __future__ import annotations
 

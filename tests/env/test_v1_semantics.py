@@ -1,5 +1,4 @@
-"""Env -v1 semantics: decision events, return == objective (rewards x shaping), encode_plan with running requests
-outside the slots, per-class info in the order given, the priority action's rules."""
+"""Env -v1 semantics: events, return == objective, encode_plan, per-class info, priority rules."""
 
 from __future__ import annotations
 
