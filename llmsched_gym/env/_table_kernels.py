@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from llmsched_gym.core.table import FLOAT_COLUMNS, INT_COLUMNS
-from llmsched_gym.env._kernels import credit_service, observe, scores_plan
+from llmsched_gym.env._kernels import credit_service, scores_plan
 
 _I = {name: i for i, name in enumerate(INT_COLUMNS)}
 _F = {name: i for i, name in enumerate(FLOAT_COLUMNS)}
@@ -20,16 +20,6 @@ _PREEMPTIONS, _BLOCKS, _PREDICTED, _CLIENT = (_I[c] for c in ("preemptions", "bl
 _PROMPT_DONE = _I["prompt_done"]
 _ARRIVAL, _FIRST_TOKEN, _LAST_TOKEN = (_F[c] for c in ("arrival", "first_token", "last_token"))
 _SLO_TTFT, _SLO_TBT = _F["slo_ttft"], _F["slo_tbt"]
-
-
-@njit(cache=True)
-def observe_table(out, with_slots, ids, n_rs, running, waiting, now, n_arrived, free, total, last_iter, attainment,
-                  arrivals_done, service_mean, params, service, ints, floats):  # type: ignore[no-untyped-def]  # fmt: skip
-    """:func:`~llmsched_gym.env._kernels.observe` on the table's 2-D arrays."""
-    observe(out, with_slots, ids, n_rs, running, waiting, now, n_arrived, free, total, last_iter, attainment,
-            arrivals_done, service_mean, params, service, ints[_PROMPT], ints[_GENERATED], ints[_COMPUTED],
-            ints[_EMITTED], floats[_ARRIVAL], floats[_FIRST_TOKEN], floats[_LAST_TOKEN], floats[_SLO_TTFT],
-            floats[_SLO_TBT], ints[_PREEMPTIONS], ints[_BLOCKS], ints[_PREDICTED], ints[_CLIENT])  # fmt: skip
 
 
 @njit(cache=True)

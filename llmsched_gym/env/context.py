@@ -48,41 +48,65 @@ WaitingOrder = Callable[["EngineView", FloatArray], IntArray]
 
 
 class DecisionContext:
-    """What one decision sees: the engine, its view, the slot assignment and per-client service.
+    """What one decision sees: the engine's view, the slot assignment and per-client service.
 
     The environment calls :meth:`refresh` after every engine step; the encoder and the decoder then read the
-    same slot assignment, so slot ``i`` of the observation is slot ``i`` of the action.
+    same slot assignment, so slot ``i`` of the observation is slot ``i`` of the action. Everything is read from
+    the :class:`~llmsched_gym.core.view.EngineView`, so a scheduler holding only a view (the deployed policy,
+    :class:`~llmsched_gym.policy.scheduler.PolicyScheduler`) builds the same context; ``engine`` is kept for the
+    -v0 decoders and the renderer.
 
     Args:
-        engine: The engine of the current episode.
+        engine: The engine of the current episode (``None``: a view-only context; pass ``view``).
         slots: Number of slots ``K``.
         service: Per-client service counters (VTC cost: prompt tokens + 2 x output tokens), indexed by client.
         order: -v1: the waiting requests in slot-fill order; ``None`` (-v0) fills them in arrival order.
+        view: The view of a view-only context.
     """
 
-    __slots__ = ("engine", "n_run_slots", "order", "running", "service", "slots", "view", "waiting", "width")
+    __slots__ = ("_engine", "n_run_slots", "order", "running", "service", "slots", "view", "waiting", "width")
 
-    def __init__(self, engine: Engine, slots: int, service: FloatArray, order: WaitingOrder | None = None) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        engine: Engine | None,
+        slots: int,
+        service: FloatArray,
+        order: WaitingOrder | None = None,
+        view: EngineView | None = None,
+    ) -> None:
+        self._engine = engine
         self.width = slots
         self.service = service
         self.order = order
-        self.view: EngineView = engine.view()
-        self.running: IntArray = engine.running_ids()
+        if view is None:
+            if engine is None:
+                raise ValueError("DecisionContext: give an engine or a view")
+            view = engine.view()
+        self.view: EngineView = view
+        self.running: IntArray = view.running
         self.waiting: IntArray = self.running[:0]
         self.slots: IntArray = self.running[:0]
         self.n_run_slots = 0
-        self.refresh(service)
+        self.refresh(service, view)
 
-    def refresh(self, service: FloatArray) -> None:
-        """Re-read the engine after a step (ingests due arrivals) and recompute the slots."""
-        engine = self.engine
-        self.view = engine.view()
+    @property
+    def engine(self) -> Engine:
+        """The engine (environment contexts only; a view-only context has none)."""
+        if self._engine is None:
+            raise RuntimeError("a view-only DecisionContext has no engine: -v0 decoders and rendering need the env's")
+        return self._engine
+
+    def refresh(self, service: FloatArray, view: EngineView | None = None) -> None:
+        """Re-read the view after a step (the engine's view ingests due arrivals) and recompute the slots."""
+        if view is None:
+            view = self.engine.view()
+        self.view = view
         self.service = service
-        self.running = engine.running_ids()
+        self.running = view.running
         if self.order is None:
-            t = engine.table
-            self.waiting, self.slots, self.n_run_slots = waiting_and_slots(t.state, t.n, self.running, self.width)
+            self.waiting, self.slots, self.n_run_slots = waiting_and_slots(
+                view.state, view.n_arrived, self.running, self.width
+            )
         else:
-            self.waiting = self.order(self.view, service)
+            self.waiting = self.order(view, service)
             self.slots, self.n_run_slots = select_slots(self.running, self.waiting, self.width)

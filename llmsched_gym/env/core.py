@@ -258,7 +258,7 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
 
     def _step_info(self, event: str) -> dict[str, Any]:
         st = self.tracker.stats
-        engine = self.ctx.engine
+        engine = self.tracker.engine
         info = {
             "time": st.t_end,
             "dt": st.t_end - st.t_start,

@@ -28,14 +28,33 @@ from llmsched_gym.env._kernels import (
     P_TBT,
     P_TIME,
     P_WINDOW,
+    observe,
 )
-from llmsched_gym.env._table_kernels import observe_table
 from llmsched_gym.env.config import ObservationConfig
 from llmsched_gym.errors import UnknownNameError
 
 if TYPE_CHECKING:
+    from llmsched_gym.core.batch import FloatArray
     from llmsched_gym.env.context import DecisionContext
-    from llmsched_gym.env.stats import EpisodeTracker
+
+
+class ServiceStats(Protocol):
+    """Episode totals the observation reads besides the view (the env's tracker, or ones computed from a view)."""
+
+    @property
+    def attainment(self) -> float:
+        """Finished requests meeting their SLOs / finished (1 before any)."""
+        ...
+
+    @property
+    def service(self) -> FloatArray:
+        """Per-client VTC service, indexed by client."""
+        ...
+
+    def service_mean(self) -> float:
+        """Mean service over the clients seen."""
+        ...
+
 
 GLOBAL_FEATURES: tuple[tuple[str, float, float], ...] = (
     ("waiting_requests", 0.0, 1.0),  # n / (n + K)
@@ -85,7 +104,7 @@ class ObservationEncoder(Protocol):
         """The observation space."""
         ...
 
-    def encode(self, ctx: DecisionContext, tracker: EpisodeTracker) -> np.ndarray:
+    def encode(self, ctx: DecisionContext, stats: ServiceStats) -> np.ndarray:
         """A fresh float32 observation inside :attr:`space`."""
         ...
 
@@ -126,14 +145,15 @@ class SlotObservation:
             names += [f"slot{i}.{name}" for i in range(self.k) for name, _, _ in SLOT_FEATURES]
         return names
 
-    def encode(self, ctx: DecisionContext, tracker: EpisodeTracker) -> np.ndarray:
-        """The observation of the current decision (a new array)."""
-        e = ctx.engine
-        t = e.table
-        observe_table(
-            self._out, self.include_slots, ctx.slots, ctx.n_run_slots, ctx.running, ctx.waiting, e.now, t.n,
-            e.pool.free, e.pool.total, e.last_duration, tracker.attainment, e.next_arrival_time is None,
-            tracker.service_mean(), self._params, tracker.service, t.ints, t.floats,
+    def encode(self, ctx: DecisionContext, stats: ServiceStats) -> np.ndarray:
+        """The observation of the current decision (a new array), read from the context's view and ``stats``."""
+        v = ctx.view
+        observe(
+            self._out, self.include_slots, ctx.slots, ctx.n_run_slots, ctx.running, ctx.waiting, v.now, v.n_arrived,
+            v.free_blocks, v.total_blocks, v.last_iteration_time, stats.attainment, v.next_arrival is None,
+            stats.service_mean(), self._params, stats.service, v.prompt, v.generated, v.computed, v.emitted,
+            v.arrival, v.first_token, v.last_token, v.slo_ttft, v.slo_tbt, v.preemptions, v.blocks, v.predicted,
+            v.client,
         )  # fmt: skip
         return self._out.copy()
 

@@ -189,10 +189,10 @@ class ServiceGapReward:
 
     def episode_objective(self, result: SimulationResult) -> float:
         """``-scale x sample_dt x`` the sum of the sampled spreads."""
-        from llmsched_gym.env.service_gap import sample_gaps
+        from llmsched_gym.metrics.fairness import windowed_service_diff
 
         dt = result.recorder.config.sample_dt or 0.0
-        return -self.scale * dt * float(sample_gaps(result.recorder, self.window_s).sum())
+        return -self.scale * dt * float(windowed_service_diff(result, self.window_s)[1].sum())
 
 
 DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({"goodput": 1.0, "latency": 0.1})

@@ -3,8 +3,8 @@
 At each time-series sample (every ``sample_dt`` simulated seconds, taken by the engine) the service each client
 received over the preceding ``window_s`` seconds (VTC cost: first-time prompt tokens + 2 x output tokens) is compared
 among the clients that are backlogged then (a request waiting or running); the spread is max minus min (0 with fewer
-than two backlogged clients). :func:`sample_gaps` computes it for a whole run (as
-:func:`llmsched_gym.metrics.fairness.windowed_service_diff`), :class:`GapTracker` incrementally for the environment.
+than two backlogged clients). :func:`llmsched_gym.metrics.fairness.windowed_service_diff` computes it for a whole
+run; :class:`GapTracker` computes it incrementally, sample by sample, for the environment's rewards.
 """
 
 from __future__ import annotations
@@ -27,13 +27,6 @@ def _gap(times: FloatArray, service: list[np.ndarray], backlog: list[np.ndarray]
     window = now - np.pad(before, (0, width - before.size))
     active = window[backlog[i][:width]]
     return float(active.max() - active.min()) if active.size >= 2 else 0.0
-
-
-def sample_gaps(rec: Recorder, window_s: float) -> FloatArray:
-    """The windowed service spread among backlogged clients at every sample of a run (empty for one client)."""
-    n = len(rec.client_service)
-    times = np.array([s[0] for s in rec.samples[:n]])
-    return np.array([_gap(times, rec.client_service, rec.client_backlogged, i, window_s) for i in range(n)])
 
 
 class GapTracker:

@@ -11,6 +11,7 @@ import pytest
 from llmsched_gym.env.core import LLMSchedEnv
 from llmsched_gym.env.rewards import list_rewards, make_reward
 from llmsched_gym.errors import UnknownNameError
+from llmsched_gym.metrics.fairness import windowed_service_diff
 from llmsched_gym.metrics.summary import per_request, summarize
 from llmsched_gym.simulate import SimulationResult
 from tests.env.conftest import requests_for
@@ -33,6 +34,10 @@ def objective_from_metrics(name: str, res: SimulationResult) -> float:
         return -float(end.sum())
     if name == "throughput":
         return float(rows["emitted_tokens"].sum())
+    if name == "service_gap":  # VTC's windowed service difference among backlogged clients, over the samples
+        dt = res.recorder.config.sample_dt
+        assert dt is not None
+        return -1e-3 * dt * float(windowed_service_diff(res, 10.0)[1].sum())
     fairness = summarize(res).fairness
     assert fairness is not None
     present = np.unique(rows["client"])
