@@ -98,8 +98,10 @@ def env_config_from_dict(data: dict[str, Any]) -> EnvConfig:
 
 
 _CHECKED = ("env_version", "action_mode", "observation", "feature_names", "action")
-_CHECKED_CONFIG = ("slots", "budget_levels", "default_budget", "base", "events", "slot_order", "deferral_levels",
-                   "chunk_caps", "preempt_below", "hold_below", "defer_below", "max_num_seqs", "observation")  # fmt: skip
+_CHECKED_CONFIG = (
+    "slots", "budget_levels", "default_budget", "base", "events", "slot_order", "deferral_levels", "chunk_caps",
+    "preempt_below", "hold_below", "defer_below", "max_num_seqs", "observation",
+)  # fmt: skip
 
 
 def check_compatible(policy: PolicyManifest, expected: PolicyManifest) -> None:
