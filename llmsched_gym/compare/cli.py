@@ -1,22 +1,37 @@
-"""``llmsched compare``: schedulers × load sweep × seeds on one workload, with table, CSV and plots."""
+"""``llmsched compare``: schedulers x load sweep x seeds on one workload, with table, CSV and plots.
+
+Every run is validated before the first starts (names, parameters of every scheduler, the workload and its
+options, the output folder, matplotlib for the plots); each finished run is appended to ``compare.csv`` at once,
+and running the same command again skips the runs already there (see :mod:`llmsched_gym.compare.store`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
+import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from llmsched_gym.cli.setup import add_setup_arguments, build_setup, scheduler_params
+from llmsched_gym.cli.metadata import RunRecord
+from llmsched_gym.cli.report import announce_compile, note, rejection_text
+from llmsched_gym.cli.setup import (
+    WorkloadChoice,
+    add_setup_arguments,
+    build_scheduler,
+    build_setup,
+    nothing_asked,
+    run_record,
+    scheduler_name,
+)
+from llmsched_gym.cli.validate import UsageError, integer, listed, number, out_dir, pairs
 from llmsched_gym.compare import plots
-from llmsched_gym.compare.sweep import SweepPoint, SweepSpec, run_sweep
+from llmsched_gym.compare.store import SweepStore, load_points, record_cells
+from llmsched_gym.compare.sweep import Key, SweepPoint, SweepSpec, run_sweep
 from llmsched_gym.metrics.capacity import SLOCriterion
 
-CSV_FIELDS = (
-    "scheduler", "rate", "seed", "finished", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "e2e_p50",
-    "sched_delay_p50", "output_tok_per_s", "goodput_req_per_s", "preemptions", "kv_util_mean", "wall_s",
-)  # fmt: skip
+COMPARE_REQUESTS = 1000
+"""Requests per run when neither --n-requests nor --duration is given."""
 
 
 def add_compare_parser(sub: Any) -> None:
@@ -24,23 +39,43 @@ def add_compare_parser(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
         help="compare schedulers over a load sweep: table, CSV and PNG plots",
-        description="Run several schedulers on the same arrival sequences over a load sweep and seeds.",
+        description="Run several schedulers on the same arrival sequences over a load sweep and seeds. Each run "
+        "is appended to OUT_DIR/compare.csv as it finishes; rerunning the command resumes a killed sweep.",
     )
-    p.add_argument("--schedulers", default="vllm-v1,sarathi", help="comma-separated registered names")
-    p.add_argument("--rates", default=None, help="comma-separated arrival rates (default: the single --rate)")
-    p.add_argument("--seeds", default="0", help="comma-separated workload seeds (replications)")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--out-dir", type=Path, default=Path("compare-out"), help="folder for CSV and PNGs")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--p99-tbt", type=float, default=None, help="SLO for the capacity bars: max P99 TBT (s)")
-    p.add_argument("--median-ttft", type=float, default=None, help="SLO for the capacity bars: max median TTFT")
-    p.add_argument("--median-sched-delay", type=float, default=2.0, help="SLO: max median scheduling delay")
+    p.add_argument("--schedulers", type=listed(scheduler_name, what="scheduler names"), default=("vllm-v1", "sarathi"),
+                   help="comma-separated registered names (default vllm-v1,sarathi)")  # fmt: skip
+    rate = number(low=0, low_open=True, what="requests/s")
+    p.add_argument("--rates", type=listed(rate, what="rates"), default=None,
+                   help="comma-separated arrival rates in requests/s (default: the single --rate)")  # fmt: skip
+    p.add_argument("--seeds", type=listed(integer(low=0), what="seeds"), default=(0,),
+                   help="comma-separated workload seeds, one replication each (default 0)")  # fmt: skip
+    p.add_argument("--jobs", type=integer(low=1), default=2, help="worker processes (default 2)")
+    p.add_argument("--out-dir", type=out_dir, default="compare-out", help="folder for CSV and PNGs (compare-out)")
+    p.add_argument("--overwrite", action="store_true", help="discard earlier results in --out-dir instead of resuming")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    seconds = number(low=0, low_open=True, what="seconds")
+    p.add_argument("--p99-tbt", type=seconds, default=None, help="SLO for the capacity bars: max P99 TBT (s)")
+    p.add_argument("--median-ttft", type=seconds, default=None, help="SLO for the capacity bars: max median TTFT")
+    p.add_argument("--median-sched-delay", type=seconds, default=2.0, help="SLO: max median scheduling delay (2)")
     add_setup_arguments(p)
     p.set_defaults(handler=run_compare)
 
 
-def _floats(text: str | None) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()] if text else []
+def split_params(texts: list[str], names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``--param KEY=V`` applies to every scheduler; ``--param NAME.KEY=V`` to scheduler NAME only."""
+    out: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in pairs(texts, "--param").items():
+        owner, dot, rest = key.partition(".")
+        if dot and owner.lower() in (n.lower() for n in names):
+            target = next(n for n in names if n.lower() == owner.lower())
+            out[target][rest] = value
+        elif dot:
+            raise UsageError(f"--param {key}={value}", f"{owner!r} is not one of --schedulers {','.join(names)}")
+        else:
+            for name in names:
+                out[name][key] = value
+    return out
 
 
 def sweep_capacity(points: Sequence[SweepPoint], criterion: SLOCriterion) -> dict[str, float]:
@@ -56,63 +91,129 @@ def sweep_capacity(points: Sequence[SweepPoint], criterion: SLOCriterion) -> dic
     return out
 
 
-def _row(p: SweepPoint) -> list[object]:
-    s = p.summary
-    return [p.scheduler, p.rate, p.seed, s.finished, s.ttft["p50"], s.ttft["p99"], s.tbt["p50"], s.tbt["p99"],
-            s.e2e["p50"], s.scheduling_delay["p50"], s.output_tok_per_s, s.goodput_req_per_s, s.preemptions,
-            s.kv_util_mean, s.wall_s]  # fmt: skip
-
-
 def _print_table(points: Sequence[SweepPoint]) -> None:
-    print(f"{'scheduler':<18}{'rate':>8}{'seed':>6}{'TTFT p50':>10}{'TBT p99':>10}{'E2E p50':>10}{'tok/s':>9}")
+    print(f"{'scheduler':<18}{'rate':>8}{'seed':>6}{'done':>7}{'TTFT p50':>10}{'TBT p99':>10}{'E2E p50':>10}"
+          f"{'tok/s':>9}")  # fmt: skip
     for p in points:
         s = p.summary
         rate = "trace" if p.rate is None else f"{p.rate:.3g}"
-        print(f"{p.scheduler:<18}{rate:>8}{p.seed:>6}{s.ttft['p50']:>10.3f}{s.tbt['p99']:>10.4f}"
+        print(f"{p.scheduler:<18}{rate:>8}{p.seed:>6}{s.finished:>7}{s.ttft['p50']:>10.3f}{s.tbt['p99']:>10.4f}"
               f"{s.e2e['p50']:>10.3f}{s.output_tok_per_s:>9.0f}")  # fmt: skip
+
+
+def _check_plots(args: argparse.Namespace) -> None:
+    if not args.no_plots and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(None, "the plots need matplotlib: pip install -e '.[plots]', or pass --no-plots")
+
+
+def _records(spec: SweepSpec, choice: WorkloadChoice, setup: Any) -> dict[Key, RunRecord]:
+    out = {}
+    for key in spec.grid():
+        scheduler, rate, seed = key
+        at = dataclasses.replace(choice, rate=rate, seed=seed)
+        out[key] = run_record("compare", scheduler, spec.scheduler_params[scheduler], at, 0, setup)
+    return out
+
+
+def _plan(args: argparse.Namespace) -> tuple[SweepSpec, WorkloadChoice, Any]:
+    """Validate every run of the sweep and return its spec."""
+    from llmsched_gym.cli.params import coerce_params
+    from llmsched_gym.cli.setup import workload_choice
+
+    _check_plots(args)
+    choice = workload_choice(args, n_requests=COMPARE_REQUESTS)
+    setup = build_setup(args)
+    names = tuple(dict.fromkeys(args.schedulers))
+    texts = split_params(args.param, names)
+    params = {name: coerce_params(name, texts[name]) for name in names}
+    for name in names:
+        build_scheduler(name, params[name])
+    rates: tuple[float | None, ...] = tuple(args.rates) if args.rates else (args.rate,)
+    spec = SweepSpec(
+        schedulers=names, rates=rates, seeds=tuple(args.seeds), workload=choice.name,
+        workload_kwargs={"n_requests": choice.n_requests, "duration": choice.duration, "trace_dir": choice.trace_dir,
+                         **choice.options},
+        cost_model=args.cost_model, cost_kwargs={"gpu": args.gpu, "model": args.model, "tp": args.tp},
+        engine=setup.engine_config, scheduler_params=params, slo=choice.slo,
+    )  # fmt: skip
+    if next(choice.stream(rate=rates[0], seed=spec.seeds[0]), None) is None:
+        raise nothing_asked(choice, rates[0])
+    return spec, choice, setup
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Handler of ``compare``."""
-    setup = build_setup(args)
-    names = tuple(n.strip() for n in args.schedulers.split(",") if n.strip())
-    rates: tuple[float | None, ...] = tuple(_floats(args.rates)) or (args.rate,)
-    params = scheduler_params(args.param)
-    spec = SweepSpec(
-        schedulers=names, rates=rates, seeds=tuple(int(s) for s in args.seeds.split(",")), workload=args.workload,
-        workload_kwargs={
-            "n_requests": args.n_requests, "duration": args.duration, "trace_dir": args.trace_dir,
-            **scheduler_params(args.workload_option, "--workload-option"),
-        },
-        cost_model=args.cost_model, cost_kwargs={"gpu": args.gpu, "model": args.model, "tp": args.tp},
-        engine=setup.engine_config, scheduler_params={n: params for n in names},
-    )  # fmt: skip
-    total = len(names) * len(rates) * len(spec.seeds)
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="run", desc="compare") as bar:
-        points = run_sweep(spec, jobs=args.jobs, on_done=lambda _p: bar.update(1))
-    _print_table(points)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    with (args.out_dir / "compare.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_FIELDS)
-        writer.writerows(_row(p) for p in points)
-    criterion = SLOCriterion(args.p99_tbt, args.median_sched_delay, args.median_ttft)
-    capacity = sweep_capacity(points, criterion)
-    print("capacity (largest swept rate meeting the SLO):", {k: v for k, v in capacity.items()})
-    if not args.no_plots:
-        _plots(points, capacity, args.out_dir)
-    print(f"results in {args.out_dir}/")
+    spec, choice, setup = _plan(args)
+    records = _records(spec, choice, setup)
+    store = SweepStore(args.out_dir, overwrite=args.overwrite)
+    done = store.done(record_cells(r) for r in records.values())
+    todo = [key for key in spec.grid() if key not in done]
+    if done:
+        note(f"resuming: {len(done)} of {len(records)} runs are already in {store.csv}; running the other {len(todo)}")
+    if todo:
+        announce_compile()
+    _run(spec, todo, store, records, choice, args)
+    points = load_points(store, spec.grid())
+    _report(points, args, choice, records)
     return 0
 
 
-def _plots(points: Sequence[SweepPoint], capacity: dict[str, float], out: Path) -> None:
+def _run(spec: SweepSpec, todo: list[Key], store: SweepStore, records: dict[Key, RunRecord],
+         choice: WorkloadChoice, args: argparse.Namespace) -> None:  # fmt: skip
+    from tqdm import tqdm
+
+    per_run = choice.n_requests if choice.duration is None else None
+    total = None if per_run is None else per_run * len(todo)
+    bar = tqdm(total=total, unit="req", desc=f"compare: 0/{len(todo)} runs", mininterval=0.5,
+               disable=args.no_progress or not todo)  # fmt: skip
+    finished: list[SweepPoint] = []
+
+    def keep(point: SweepPoint) -> None:
+        key = (point.scheduler, point.rate, point.seed)
+        store.add(point, dataclasses.replace(records[key], requests=point.summary.requests))
+        finished.append(point)
+        bar.set_description(f"compare: {len(finished)}/{len(todo)} runs")
+
+    with bar:
+        run_sweep(spec, jobs=args.jobs, on_done=keep, on_progress=bar.update, skip=set(spec.grid()) - set(todo))
+
+
+def _report(points: list[SweepPoint], args: argparse.Namespace, choice: WorkloadChoice,
+            records: dict[Key, RunRecord]) -> None:  # fmt: skip
+    first = next(iter(records.values()))
+    names = ", ".join(dict.fromkeys(p.scheduler for p in points))
+    rates = ", ".join(dict.fromkeys("trace" if p.rate is None else f"{p.rate:g}" for p in points))
+    seeds = ",".join(str(s) for s in dict.fromkeys(p.seed for p in points))
+    load = f"{points[0].summary.requests} requests per run, rates {rates} req/s, seeds {seeds}"
+    print(f"run: {dataclasses.replace(first, scheduler=names, scheduler_params={}).line(load)}")
+    _print_table(points)
+    for p in points:
+        if p.summary.rejected:
+            note(f"warning: {p.scheduler} at rate {p.rate} seed {p.seed}: {p.summary.rejected} of "
+                 f"{p.summary.requests} requests were rejected (see compare.csv; `llmsched simulate` with the same "
+                 "options names the reasons)")  # fmt: skip
+    criterion = SLOCriterion(args.p99_tbt, args.median_sched_delay, args.median_ttft)
+    from llmsched_gym.cli.commands import criterion_text
+
+    capacity = sweep_capacity(points, criterion)
+    slo = criterion_text(criterion)
+    print(f"capacity (largest swept rate meeting the SLO: {slo}; seeds {seeds}; {choice.asked()}):",
+          ", ".join(f"{k} {v:g} req/s" for k, v in capacity.items()))  # fmt: skip
+    if not args.no_plots:
+        caption = f"{first.workload}, {first.hardware['gpu']} / {first.hardware['model']}, seeds {seeds}; SLO: {slo}"
+        _plots(points, capacity, args.out_dir, caption)
+    print(f"results in {args.out_dir}/ (compare.csv, one row per run{'' if args.no_plots else ', PNG plots'})")
+
+
+def _plots(points: Sequence[SweepPoint], capacity: dict[str, float], out: Any, caption: str) -> None:
     swept = len({p.rate for p in points}) > 1
     if swept:
-        plots.latency_load(points, out / "latency_load.png")
-        plots.capacity_bars(capacity, out / "capacity.png")
-    plots.cdfs(points, out / "cdfs.png")
-    plots.kv_over_time(points, out / "kv_util.png")
+        plots.latency_load(points, out / "latency_load.png", caption=caption)
+        plots.capacity_bars(capacity, out / "capacity.png", caption=caption)
+    plots.cdfs(points, out / "cdfs.png", caption=caption)
+    plots.kv_over_time(points, out / "kv_util.png", caption=caption)
     if any(p.client_service.ndim == 2 and p.client_service.shape[1] > 1 for p in points):
-        plots.service_over_time(points, out / "service.png")
+        plots.service_over_time(points, out / "service.png", caption=caption)
+
+
+__all__ = ["add_compare_parser", "rejection_text", "run_compare", "sweep_capacity"]
