@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmsched_gym.cli.output import dumps, summary_table, write_per_request
 from llmsched_gym.cli.report import announce_compile, check_served, note, rejection_text
 from llmsched_gym.cli.setup import (
     add_setup_arguments,
@@ -18,10 +17,10 @@ from llmsched_gym.cli.setup import (
     workload_choice,
 )
 from llmsched_gym.cli.validate import integer, number, out_file
-from llmsched_gym.core.runner import SimulatedRunner
-from llmsched_gym.metrics.capacity import SLOCriterion, capacity_search
-from llmsched_gym.metrics.summary import RunSummary, summarize
-from llmsched_gym.simulate import simulate
+
+if TYPE_CHECKING:  # the handlers import the engine when they run, so that building the parser stays cheap
+    from llmsched_gym.metrics.capacity import SLOCriterion
+    from llmsched_gym.metrics.summary import RunSummary
 
 Sub = Any  # argparse's private _SubParsersAction
 CAPACITY_REQUESTS = 2048
@@ -57,6 +56,11 @@ def add_simulate(sub: Sub) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Handler of ``simulate``: validate everything, run, print, write, then report rejections."""
+    from llmsched_gym.cli.output import dumps, summary_table, write_per_request
+    from llmsched_gym.core.runner import SimulatedRunner
+    from llmsched_gym.metrics.summary import summarize
+    from llmsched_gym.simulate import simulate
+
     choice = workload_choice(args)
     setup = build_setup(args)
     params = scheduler_params(args.scheduler, args.param)
@@ -82,7 +86,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             print(NO_SLO_NOTE)
     if args.out is not None:
         write_per_request(res, args.out, record)
-        print(f"per-request results written to {args.out}")
+        note(f"per-request results written to {args.out}")
     check_served(res, summary)
     return 0
 
@@ -125,6 +129,10 @@ def criterion_text(criterion: SLOCriterion) -> str:
 def run_capacity(args: argparse.Namespace) -> int:
     """Handler of ``capacity``."""
     from llmsched_gym.cli.validate import UsageError
+    from llmsched_gym.core.runner import SimulatedRunner
+    from llmsched_gym.metrics.capacity import SLOCriterion, capacity_search
+    from llmsched_gym.metrics.summary import summarize
+    from llmsched_gym.simulate import simulate
 
     if not args.lo < args.hi:
         raise UsageError(f"--lo {args.lo:g}", f"must be below --hi {args.hi:g}")
@@ -185,4 +193,4 @@ def add_optional(sub: Sub) -> None:
             getattr(importlib.import_module(module), register)(sub)
 
 
-__all__ = ["add_capacity", "add_optional", "add_simulate", "check_served", "summary_table"]
+__all__ = ["add_capacity", "add_optional", "add_simulate", "check_served"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from llmsched_gym.cli.validate import CommandError
-from llmsched_gym.metrics.rejections import rejection_groups
-from llmsched_gym.metrics.summary import RunSummary
-from llmsched_gym.simulate import SimulationResult
+
+if TYPE_CHECKING:
+    from llmsched_gym.metrics.summary import RunSummary
+    from llmsched_gym.simulate import SimulationResult
 
 KV_FIX = (
     "raise --num-blocks or --memory-utilization, use a larger --gpu or --tp, or drop long requests with "
@@ -31,6 +33,8 @@ def announce_compile() -> None:
 
 def rejection_text(res: SimulationResult, summary: RunSummary) -> str | None:
     """``"12 of 2000 requests were rejected: 12 can never fit (e.g. request 5: ...)"`` plus a fix, or ``None``."""
+    from llmsched_gym.metrics.rejections import rejection_groups
+
     groups = rejection_groups(res)
     if not groups:
         return None

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,11 +30,11 @@ from llmsched_gym.cli.validate import (
     suggest,
 )
 from llmsched_gym.cli.values import ConversionError, convert, spell, type_text
-from llmsched_gym.core.engine import EngineConfig
-from llmsched_gym.core.kv import KVConfig
-from llmsched_gym.core.protocols import CostModel, Scheduler
-from llmsched_gym.core.recorder import RecorderConfig
 from llmsched_gym.core.request import Request, SLOClass
+
+if TYPE_CHECKING:  # the engine (and numba) load only when a command runs, so listings start fast
+    from llmsched_gym.core.engine import EngineConfig
+    from llmsched_gym.core.protocols import CostModel, Scheduler
 
 DEFAULT_WORKLOAD = "synthetic-sharegpt"
 
@@ -356,6 +356,9 @@ class Setup:
 
 def build_setup(args: argparse.Namespace, *, sample_dt: float | None = 1.0) -> Setup:
     """Cost model, KV pool and engine configuration from parsed arguments."""
+    from llmsched_gym.core.engine import EngineConfig
+    from llmsched_gym.core.kv import KVConfig
+    from llmsched_gym.core.recorder import RecorderConfig
     from llmsched_gym.costs import make_cost_model
     from llmsched_gym.hardware import get_gpu, get_model, kv_capacity_blocks
 

@@ -74,7 +74,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Raise a one-line :class:`UsageError` (argparse would print the usage block and exit)."""
-        hint = "" if "(see `" in message else f" (see `{self.prog} --help`)"
+        hint = "" if "see `" in message else f" (see `{self.prog} --help`)"
         raise UsageError(None, message + hint)
 
     def parse_known_args(  # type: ignore[override]

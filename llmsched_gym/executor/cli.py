@@ -142,7 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(requests), unit="req", desc="serving", disable=args.no_progress)
     with bar:
         result = serve_live(requests, _Progress(scheduler, bar), runner, engine_cfg, seed=args.seed)
-    summary = summarize(result)
+        summary = summarize(result)
+        bar.update(summary.finished - bar.n)  # the last step's finishes are seen by no further decision
     executor = {"model": str(args.weights or model_name), "dtype": args.dtype, "device": str(device),
                 "num_blocks": num_blocks, "block_size": args.block_size}  # fmt: skip
     _print(args, summary, executor, params, len(requests))
