@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from llmsched_gym.cli.arguments import add_setup_arguments, scheduler_name
 from llmsched_gym.cli.report import announce_compile, check_served, note, rejection_text
 from llmsched_gym.cli.setup import (
-    add_setup_arguments,
     build_scheduler,
     build_setup,
     draw_requests,
     run_record,
-    scheduler_name,
     scheduler_params,
     workload_choice,
 )
@@ -129,10 +128,7 @@ def criterion_text(criterion: SLOCriterion) -> str:
 def run_capacity(args: argparse.Namespace) -> int:
     """Handler of ``capacity``."""
     from llmsched_gym.cli.validate import UsageError
-    from llmsched_gym.core.runner import SimulatedRunner
     from llmsched_gym.metrics.capacity import SLOCriterion, capacity_search
-    from llmsched_gym.metrics.summary import summarize
-    from llmsched_gym.simulate import simulate
 
     if not args.lo < args.hi:
         raise UsageError(f"--lo {args.lo:g}", f"must be below --hi {args.hi:g}")
@@ -145,40 +141,42 @@ def run_capacity(args: argparse.Namespace) -> int:
     print(f"run: {record.line()}")
     print(f"SLO: {criterion_text(criterion)}; bisecting the rate in [{args.lo:g}, {args.hi:g}] req/s")
     announce_compile()
-    warned: list[str] = []
-
-    def run_at(rate: float) -> RunSummary:
-        res = simulate(
-            draw_requests(choice, rate=rate),
-            build_scheduler(args.scheduler, params),
-            SimulatedRunner(setup.cost_model),
-            setup.engine_config,
-            seed=args.seed,
-        )
-        summary = summarize(res)
-        ok = "meets" if criterion.holds(summary) else "misses"
-        print(
-            f"  rate {rate:8.3f} req/s: p99 TBT {summary.tbt['p99']:.4f} s, median delay "
-            f"{summary.scheduling_delay['p50']:.3f} s, median TTFT {summary.ttft['p50']:.3f} s: {ok} the SLO",
-            flush=True,
-        )
-        text = rejection_text(res, summary)
-        if text is not None and not warned:
-            warned.append(text)
-            note(f"warning: at rate {rate:g}: {text} (a run with rejections never meets the SLO)")
-        return summary
-
-    result = capacity_search(
-        run_at, criterion, lo=args.lo, hi=args.hi, rel_tol=args.rel_tol, max_trials=args.max_trials
-    )
-    print(
-        f"capacity of {args.scheduler} on {choice.name}: {result.capacity:.3f} req/s "
-        f"(SLO: {criterion_text(criterion)}; {choice.n_requests} requests per trial, seed {choice.seed}, "
-        f"{len(result.trials)} trials)"
-    )
+    trial = _Trial(args, choice, setup, params, criterion)
+    result = capacity_search(trial, criterion, lo=args.lo, hi=args.hi, rel_tol=args.rel_tol,
+                             max_trials=args.max_trials)  # fmt: skip
+    print(f"capacity of {args.scheduler} on {choice.name}: {result.capacity:.3f} req/s "
+          f"(SLO: {criterion_text(criterion)}; {choice.n_requests} requests per trial, seed {choice.seed}, "
+          f"{len(result.trials)} trials)")  # fmt: skip
     if result.capacity == 0.0:
         note(f"warning: even --lo {args.lo:g} req/s misses the SLO; lower --lo or relax the SLO")
     return 0
+
+
+class _Trial:
+    """One capacity trial: simulate at a rate, print a line, warn once about rejections."""
+
+    def __init__(self, args: argparse.Namespace, choice: Any, setup: Any, params: dict[str, Any],
+                 criterion: SLOCriterion) -> None:  # fmt: skip
+        self.args, self.choice, self.setup, self.params, self.criterion = args, choice, setup, params, criterion
+        self.warned = False
+
+    def __call__(self, rate: float) -> RunSummary:
+        from llmsched_gym.core.runner import SimulatedRunner
+        from llmsched_gym.metrics.summary import summarize
+        from llmsched_gym.simulate import simulate
+
+        a = self.args
+        res = simulate(draw_requests(self.choice, rate=rate), build_scheduler(a.scheduler, self.params),
+                       SimulatedRunner(self.setup.cost_model), self.setup.engine_config, seed=a.seed)  # fmt: skip
+        s = summarize(res)
+        verdict = "meets" if self.criterion.holds(s) else "misses"
+        print(f"  rate {rate:8.3f} req/s: p99 TBT {s.tbt['p99']:.4f} s, median delay {s.scheduling_delay['p50']:.3f}"
+              f" s, median TTFT {s.ttft['p50']:.3f} s: {verdict} the SLO", flush=True)  # fmt: skip
+        text = rejection_text(res, s)
+        if text is not None and not self.warned:
+            self.warned = True
+            note(f"warning: at rate {rate:g}: {text} (a run with rejections never meets the SLO)")
+        return s
 
 
 def add_optional(sub: Sub) -> None:

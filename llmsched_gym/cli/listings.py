@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from llmsched_gym.cli.setup import scheduler_name, workload_name
+from llmsched_gym.cli.arguments import scheduler_name, workload_name
 from llmsched_gym.cli.values import spell, type_text
 
 Sub = Any  # argparse's private _SubParsersAction

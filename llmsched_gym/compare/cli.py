@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from llmsched_gym.cli.setup import add_setup_arguments, scheduler_name
+from llmsched_gym.cli.arguments import add_setup_arguments, scheduler_name
 from llmsched_gym.cli.validate import integer, listed, number, out_dir
 
 COMPARE_REQUESTS = 1000

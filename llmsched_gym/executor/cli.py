@@ -17,8 +17,8 @@ import argparse
 import sys
 from typing import Any
 
+from llmsched_gym.cli.arguments import add_workload_arguments, folder, scheduler_name
 from llmsched_gym.cli.errors import HANDLED, report
-from llmsched_gym.cli.setup import add_workload_arguments, folder, scheduler_name
 from llmsched_gym.cli.validate import CommandError, UsageError, integer, lookup, name_of, number, out_file
 from llmsched_gym.core.request import Request
 
@@ -118,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
     from llmsched_gym.core.kv import KVConfig
     from llmsched_gym.executor.live import RecordingRunner, serve_live, write_timings
     from llmsched_gym.executor.models import build_model, resolve_device
-    from llmsched_gym.executor.runner import LiveRunner, LiveRunnerConfig
+    from llmsched_gym.executor.runner import LiveRunnerConfig
     from llmsched_gym.metrics.summary import summarize
 
     params = scheduler_params(args.scheduler, args.param)
@@ -134,10 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
         cuda_graphs=not args.no_cuda_graphs, seed=args.seed,
     )  # fmt: skip
     requests = _fit_context(requests, model, args.drop_too_long)
-    live = LiveRunner(model, cfg, requests=requests)
-    print("llmsched live: warming up (CUDA graphs, kernels)", file=sys.stderr, flush=True)
-    live.warmup()
-    runner = RecordingRunner(live) if args.timings_out else live
+    runner = _runner(model, cfg, requests, record=args.timings_out is not None)
     engine_cfg = EngineConfig(kv=KVConfig(num_blocks=num_blocks, block_size=args.block_size))
     bar = tqdm(total=len(requests), unit="req", desc="serving", disable=args.no_progress)
     with bar:
@@ -154,6 +151,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     check_served(result, summary)
     return 0
+
+
+def _runner(model: Any, cfg: Any, requests: list[Request], *, record: bool) -> Any:
+    """The warmed-up live runner (wrapped to record iteration timings when asked)."""
+    from llmsched_gym.executor.live import RecordingRunner
+    from llmsched_gym.executor.runner import LiveRunner
+
+    live = LiveRunner(model, cfg, requests=requests)
+    print("llmsched live: warming up (CUDA graphs, kernels)", file=sys.stderr, flush=True)
+    live.warmup()
+    return RecordingRunner(live) if record else live
 
 
 def _print(args: argparse.Namespace, summary: Any, executor: dict[str, Any], params: dict[str, Any], n: int) -> None:

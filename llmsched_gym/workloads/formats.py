@@ -191,9 +191,8 @@ def load_trace(
 ) -> Iterator[Request]:
     """Load a trace file of any supported format (detected when ``fmt`` is ``None``).
 
-    Timestamped formats keep their recorded arrival times; ``length-stats`` files get Poisson arrivals at ``rate``
-    (default 1/s; Gamma with option ``cv``) drawn from ``rng``. For rate rescaling, windows and request counts use
-    :func:`~llmsched_gym.workloads.make_workload` with the path as the name.
+    Timestamped formats keep their recorded times; ``length-stats`` files get Poisson arrivals at ``rate`` (default
+    1/s; Gamma with option ``cv``) from ``rng``. ``make_workload(path, ...)`` adds rescaling, windows and counts.
 
     Args:
         path: The file (``.gz`` allowed).
