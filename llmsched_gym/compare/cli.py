@@ -8,7 +8,7 @@ from typing import Any
 from llmsched_gym.cli.arguments import add_setup_arguments, scheduler_name
 from llmsched_gym.cli.validate import integer, listed, number, out_dir
 
-COMPARE_REQUESTS = 1000
+COMPARE_REQUESTS = 500
 """Requests per run when neither --n-requests nor --duration is given (see ``llmsched_gym.compare.command``)."""
 
 

@@ -22,7 +22,7 @@ from llmsched_gym.cli.setup import (
     nothing_asked,
     run_record,
 )
-from llmsched_gym.cli.validate import UsageError, pairs
+from llmsched_gym.cli.validate import CommandError, UsageError, pairs
 from llmsched_gym.compare import plots
 from llmsched_gym.compare.cli import COMPARE_REQUESTS
 from llmsched_gym.compare.store import SweepStore, load_points, record_cells
@@ -171,6 +171,8 @@ def _report(points: list[SweepPoint], args: argparse.Namespace, choice: Workload
         caption = f"{first.workload}, {first.hardware['gpu']} / {first.hardware['model']}, seeds {seeds}; SLO: {slo}"
         _plots(points, capacity, args.out_dir, caption)
     print(f"results in {args.out_dir}/ (compare.csv, one row per run{'' if args.no_plots else ', PNG plots'})")
+    if all(p.summary.finished == 0 for p in points):
+        raise CommandError(None, "nothing could be served in any run (see the rejected counts in compare.csv)")
 
 
 def _plots(points: Sequence[SweepPoint], capacity: dict[str, float], out: Any, caption: str) -> None:

@@ -119,7 +119,7 @@ def test_compare_defaults_to_a_bounded_run_size(tmp_path, capsys):
             "--no-progress"]  # fmt: skip
     assert main(args) == 0
     rows = list(csv.DictReader((tmp_path / "compare.csv").open()))
-    assert rows[0]["requests"] == "1000"
+    assert rows[0]["requests"] == "500"
 
 
 def test_plots_and_the_capacity_line_state_what_was_run(tmp_path, capsys, monkeypatch):
