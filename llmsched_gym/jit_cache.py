@@ -50,6 +50,6 @@ def compile_message(packages: Sequence[str] = SIMULATOR_PACKAGES, what: str = "s
     if not uncached_kernel_files(packages):
         return None
     return (
-        f"compiling {what} kernels, once (~30 s on 2 cores); they are cached next to the sources, "
-        "so later runs start in about a second"
+        f"compiling {what} kernels, once (30-60 s); they are cached next to the sources, so later runs start in "
+        "about a second"
     )

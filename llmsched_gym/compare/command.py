@@ -142,8 +142,26 @@ def _run(spec: SweepSpec, todo: list[Key], store: SweepStore, records: dict[Key,
         finished.append(point)
         bar.set_description(f"compare: {len(finished)}/{len(todo)} runs")
 
+    warm_up(spec, todo, args.jobs)
     with bar:
         run_sweep(spec, jobs=args.jobs, on_done=keep, on_progress=bar.update, skip=set(spec.grid()) - set(todo))
+
+
+def warm_up(spec: SweepSpec, todo: Sequence[Key], jobs: int) -> None:
+    """Compile the kernels once here, on a few requests per scheduler, before the workers start.
+
+    Without it every worker process compiles the same kernels on a fresh install (about twice the CPU time on two
+    workers); with it they load them from the cache. Nothing is done when the kernels are cached already.
+    """
+    from llmsched_gym.compare.sweep import run_point
+    from llmsched_gym.jit_cache import uncached_kernel_files
+
+    if jobs <= 1 or len(todo) <= 1 or not uncached_kernel_files():
+        return
+    note("compiling the kernels once before starting the workers")
+    small = dataclasses.replace(spec, workload_kwargs={**spec.workload_kwargs, "n_requests": 16})
+    for scheduler in dict.fromkeys(key[0] for key in todo):
+        run_point(small, scheduler, todo[0][1], todo[0][2])
 
 
 def _report(points: list[SweepPoint], args: argparse.Namespace, choice: WorkloadChoice,

@@ -138,3 +138,22 @@ def test_plots_and_the_capacity_line_state_what_was_run(tmp_path, capsys, monkey
     capacity = next(line for line in out.splitlines() if line.startswith("capacity"))
     assert "P99 TBT <= 0.5 s" in capacity and "seeds 3" in capacity
     assert out.splitlines()[0].startswith("run: sarathi on synthetic-sharegpt: 20 requests per run, rates 1, 2")
+
+
+def test_kernels_are_compiled_once_before_the_workers_start(monkeypatch):
+    import llmsched_gym.compare.sweep as sweep
+    import llmsched_gym.jit_cache as jit
+    from llmsched_gym.compare.command import warm_up
+
+    calls = []
+    monkeypatch.setattr(sweep, "run_point", lambda spec, s, r, seed: calls.append((s, spec.workload_kwargs)))
+    spec = _spec()
+    todo = spec.grid()
+    monkeypatch.setattr(jit, "uncached_kernel_files", lambda packages=(): [])
+    warm_up(spec, todo, jobs=2)
+    assert calls == []  # cached: nothing to do
+    monkeypatch.setattr(jit, "uncached_kernel_files", lambda packages=(): ["k.py"])
+    warm_up(spec, todo, jobs=1)
+    assert calls == []  # one process compiles once anyway
+    warm_up(spec, todo, jobs=2)
+    assert [s for s, _ in calls] == ["sarathi", "vllm-v1"] and all(kw["n_requests"] == 16 for _, kw in calls)
