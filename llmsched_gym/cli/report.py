@@ -15,6 +15,7 @@ KV_FIX = (
     "raise --num-blocks or --memory-utilization, use a larger --gpu or --tp, or drop long requests with "
     "--workload-option max_total=N"
 )
+LIVE_KV_FIX = "raise --num-blocks or --gpu-memory-fraction, or drop long requests with --workload-option max_total=N"
 
 
 def note(message: str) -> None:
@@ -31,7 +32,7 @@ def announce_compile() -> None:
         note(message)
 
 
-def rejection_text(res: SimulationResult, summary: RunSummary) -> str | None:
+def rejection_text(res: SimulationResult, summary: RunSummary, kv_fix: str = KV_FIX) -> str | None:
     """``"12 of 2000 requests were rejected: 12 can never fit (e.g. request 5: ...)"`` plus a fix, or ``None``."""
     from llmsched_gym.metrics.rejections import rejection_groups
 
@@ -42,13 +43,16 @@ def rejection_text(res: SimulationResult, summary: RunSummary) -> str | None:
     for g in groups:
         head, _, rest = g.example.partition(": ")
         parts.append(f"{g.count} {head} (e.g. request {g.example_id}: {rest or head})")
-    fix = f"; {KV_FIX}" if any("KV" in g.kind for g in groups) else ""
+    fix = f"; {kv_fix}" if any("KV" in g.kind for g in groups) else ""
     return f"{summary.rejected} of {summary.requests} requests were rejected: {'; '.join(parts)}{fix}"
 
 
-def check_served(res: SimulationResult, summary: RunSummary, *, strict: bool = True) -> None:
-    """Report rejections on stderr; with ``strict``, a run that finished no request is a :class:`CommandError`."""
-    text = rejection_text(res, summary)
+def check_served(res: SimulationResult, summary: RunSummary, *, strict: bool = True, kv_fix: str = KV_FIX) -> None:
+    """Report rejections on stderr; with ``strict``, a run that finished no request is a :class:`CommandError`.
+
+    ``kv_fix`` is the command's advice for requests that do not fit the KV pool.
+    """
+    text = rejection_text(res, summary, kv_fix)
     if summary.finished == 0 and strict:
         why = text or "no request finished"
         raise CommandError(None, f"nothing could be served: {why}")

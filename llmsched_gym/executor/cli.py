@@ -147,9 +147,9 @@ def _serve(args: argparse.Namespace) -> int:
     if isinstance(runner, RecordingRunner):
         path = write_timings(args.timings_out, runner.records)
         print(f"wrote {len(runner.records)} iteration timings to {path}")
-    from llmsched_gym.cli.report import check_served
+    from llmsched_gym.cli.report import LIVE_KV_FIX, check_served
 
-    check_served(result, summary)
+    check_served(result, summary, kv_fix=LIVE_KV_FIX)
     return 0
 
 

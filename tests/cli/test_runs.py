@@ -161,3 +161,18 @@ def test_out_never_creates_folders(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["simulate", "--n-requests", "3", "--out", str(target), *QUIET]) == 2
     assert not (tmp_path / "missing").exists()
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_live_reports_rejections_and_fails_when_nothing_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    base = ["--model", "tiny-llama", "--device", "cpu", "--dtype", "float32", "--num-blocks", "4", *QUIET]
+    mixed = trace_files.write(tmp_path, "native", rows=((0.0, 10, 3), (0.01, 200, 4), (0.02, 24, 5)))
+    assert main(["live", "--trace", str(mixed), *base]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 3 requests were rejected" in err and "--gpu-memory-fraction" in err
+    big = trace_files.write(tmp_path, "native", rows=((0.0, 100, 3), (0.01, 200, 4)), name="big")
+    assert main(["live", "--trace", str(big), *base]) == 1
+    assert "nothing could be served: 2 of 2 requests were rejected" in capsys.readouterr().err
