@@ -201,6 +201,8 @@ def describe(name: str) -> str:
     from llmsched_gym.schedulers import REGISTRY, resolve_scheduler
 
     canonical = resolve_scheduler(name)
+    if canonical not in REGISTRY:
+        raise UsageError(None, f"{canonical!r} is built by its scheme's factory; its parameters are not introspected")
     entry = REGISTRY[canonical]
     lines = [f"{canonical}: {entry.description}", f"  class {entry.target}", ""]
     for p in scheduler_parameters(canonical):

@@ -64,7 +64,7 @@ def _print_table(points: Sequence[SweepPoint]) -> None:
           f"{'tok/s':>9}")  # fmt: skip
     for p in points:
         s = p.summary
-        rate = "trace" if p.rate is None else f"{p.rate:.3g}"
+        rate = "default" if p.rate is None else f"{p.rate:.3g}"
         print(f"{p.scheduler:<18}{rate:>8}{p.seed:>6}{s.finished:>7}{s.ttft['p50']:>10.3f}{s.tbt['p99']:>10.4f}"
               f"{s.e2e['p50']:>10.3f}{s.output_tok_per_s:>9.0f}")  # fmt: skip
 
@@ -168,7 +168,7 @@ def _report(points: list[SweepPoint], args: argparse.Namespace, choice: Workload
             records: dict[Key, RunRecord]) -> None:  # fmt: skip
     first = next(iter(records.values()))
     names = ", ".join(dict.fromkeys(p.scheduler for p in points))
-    rates = ", ".join(dict.fromkeys("trace" if p.rate is None else f"{p.rate:g}" for p in points))
+    rates = ", ".join(dict.fromkeys("the workload's" if p.rate is None else f"{p.rate:g}" for p in points))
     seeds = ",".join(str(s) for s in dict.fromkeys(p.seed for p in points))
     load = f"{points[0].summary.requests} requests per run, rates {rates} req/s, seeds {seeds}"
     print(f"run: {dataclasses.replace(first, scheduler=names, scheduler_params={}).line(load)}")
@@ -183,8 +183,9 @@ def _report(points: list[SweepPoint], args: argparse.Namespace, choice: Workload
 
     capacity = sweep_capacity(points, criterion)
     slo = criterion_text(criterion)
-    print(f"capacity (largest swept rate meeting the SLO: {slo}; seeds {seeds}; {choice.asked()}):",
-          ", ".join(f"{k} {v:g} req/s" for k, v in capacity.items()))  # fmt: skip
+    if any(p.rate is not None for p in points):
+        print(f"capacity (largest swept rate meeting the SLO: {slo}; seeds {seeds}; {choice.asked()}):",
+              ", ".join(f"{k} {v:g} req/s" for k, v in capacity.items()))  # fmt: skip
     if not args.no_plots:
         caption = f"{first.workload}, {first.hardware['gpu']} / {first.hardware['model']}, seeds {seeds}; SLO: {slo}"
         _plots(points, capacity, args.out_dir, caption)

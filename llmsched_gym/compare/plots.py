@@ -56,7 +56,8 @@ def latency_load(points: Sequence[SweepPoint], path: Path, caption: str = "") ->
 def _at(points: Sequence[SweepPoint]) -> str:
     """Where the single-run plots look: the highest swept rate, its first seed."""
     p = max(points, key=lambda q: (q.rate or 0.0, -q.seed))
-    return f"rate {'trace' if p.rate is None else f'{p.rate:g}'} req/s, seed {p.seed}"
+    rate = "the workload's rate" if p.rate is None else f"rate {p.rate:g} req/s"
+    return f"{rate}, seed {p.seed}"
 
 
 def cdfs(points: Sequence[SweepPoint], path: Path, caption: str = "") -> Path:

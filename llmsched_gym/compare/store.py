@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,8 @@ class SweepStore:
     def array_path(self, key: Key) -> Path:
         """Where a run's arrays are kept."""
         scheduler, rate, seed = key
-        return self.runs / f"{scheduler}_{'trace' if rate is None else f'{rate:g}'}_{seed}.npz"
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", scheduler)  # scheme names (policy:PATH) hold slashes
+        return self.runs / f"{safe}_{'trace' if rate is None else f'{rate:g}'}_{seed}.npz"
 
     def add(self, point: SweepPoint, record: RunRecord) -> None:
         """Keep a finished run: its arrays (atomically), then its CSV row (flushed)."""

@@ -176,3 +176,33 @@ def test_live_reports_rejections_and_fails_when_nothing_fits(
     big = trace_files.write(tmp_path, "native", rows=((0.0, 100, 3), (0.01, 200, 4)), name="big")
     assert main(["live", "--trace", str(big), *base]) == 1
     assert "nothing could be served: 2 of 2 requests were rejected" in capsys.readouterr().err
+
+
+def test_a_registered_name_scheme_reaches_its_factory_in_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+    from types import MappingProxyType
+
+    import llmsched_gym.schedulers as registry
+
+    module = types.ModuleType("scheme_probe")
+    built: list[tuple[str, dict]] = []
+
+    def factory(arg: str, **kwargs: object):
+        built.append((arg, kwargs))
+        scheduler = registry.make_scheduler("sarathi", **kwargs)
+        scheduler.name = f"policy:{arg}"
+        return scheduler
+
+    module.factory = factory  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "scheme_probe", module)
+    monkeypatch.setattr(registry, "PREFIXES", MappingProxyType({"policy": "scheme_probe:factory"}))
+    summary = _json(capsys, ["simulate", "--scheduler", "policy:runs/p.onnx", "--param", "chunk_size=256",
+                             "--n-requests", "4"])  # fmt: skip
+    assert summary["run"]["scheduler"] == "policy:runs/p.onnx" and built[-1] == ("runs/p.onnx", {"chunk_size": 256})
+    argv = ["compare", "--schedulers", "policy:runs/p.onnx,sarathi", "--n-requests", "4", "--jobs", "1",
+            "--out-dir", str(tmp_path), "--no-plots", *QUIET]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["simulate", "--scheduler", "nosuch:x", *QUIET]) == 2
