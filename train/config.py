@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 MODES: tuple[str, ...] = ("priority", "residual", "knobs", "scores")
@@ -104,9 +105,18 @@ class TrainArgs:
         return cls(**json.loads(text))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per field of :class:`TrainArgs` (``task`` is positional)."""
-    parser.add_argument("task", help=TrainArgs.__dataclass_fields__["task"].metadata["help"])
+CHOICES: dict[str, tuple[str, ...]] = {
+    "algo": ("ppo", "maskable_ppo"),
+    "mode": MODES,
+    "policy": ("auto", "slot", "mlp"),
+    "wandb": ("offline", "online", "disabled"),
+}
+"""Options with a fixed set of values."""
+
+
+def add_arguments(parser: argparse.ArgumentParser, task_type: Callable[[str], str] | None = None) -> None:
+    """One ``--option`` per field of :class:`TrainArgs` (``task`` is positional), typed and range-checked."""
+    parser.add_argument("task", type=task_type or str, help=TrainArgs.__dataclass_fields__["task"].metadata["help"])
     for f in dataclasses.fields(TrainArgs):
         if f.name == "task":
             continue
@@ -114,15 +124,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f"{f.metadata['help']} (default: {f.default})"
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        elif f.name in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[f.name], default=f.default, help=help_text)
         else:
-            kind = _kind(f)
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text, metavar=f.name.upper())
+            parser.add_argument(flag, type=_kind(f), default=f.default, help=help_text, metavar=f.name.upper())
 
 
-def _kind(f: dataclasses.Field[Any]) -> Any:
+def _kind(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    from llmsched_gym.cli.validate import integer, number
+
     if f.name in ("shaping", "bc_from", "run_name"):
         return _optional_str
-    return type(f.default)
+    if isinstance(f.default, int):
+        return integer(low=0 if f.name in ("seed", "n_procs", "ent_coef") else 1)
+    if isinstance(f.default, float):
+        return number() if f.name == "log_std_init" else number(low=0.0)
+    return str
 
 
 def _optional_str(text: str) -> str | None:
