@@ -11,9 +11,9 @@ import argparse
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 MODES: tuple[str, ...] = ("priority", "residual", "knobs", "scores")
