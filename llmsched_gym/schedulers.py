@@ -143,10 +143,10 @@ REGISTRY: Mapping[str, SchedulerEntry] = MappingProxyType(
 )
 
 
-PREFIXES: Mapping[str, str] = MappingProxyType({})
+PREFIXES: Mapping[str, str] = MappingProxyType({"policy": "llmsched_gym.policy.scheduler:load_scheduler"})
 """Name schemes routed to a factory: ``"scheme:ARG"`` calls ``PREFIXES[scheme]`` (a lazy ``"module:function"``)
-with ``ARG`` and the keyword arguments, e.g. ``"policy": "llmsched_gym.policy:load_scheduler"`` for
-``--scheduler policy:PATH``. Empty today; a scheme is one entry here."""
+with ``ARG`` and the keyword arguments: ``policy:PATH`` serves an exported policy (``.onnx`` or ``.pt``) with
+:class:`~llmsched_gym.policy.scheduler.PolicyScheduler`."""
 
 
 def list_schedulers() -> dict[str, str]:

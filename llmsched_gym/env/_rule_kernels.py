@@ -97,3 +97,26 @@ def weigh(x, weights):  # type: ignore[no-untyped-def]
             acc += x[j, f] * weights[f]
         out[j] = acc
     return out
+
+
+@njit(cache=True)
+def view_totals(n, client, prompt_done, emitted, state, first_token, arrival, slo_ttft, tbt_viol, tbt_n):  # type: ignore[no-untyped-def]  # fmt: skip
+    """``(service per client, clients seen, finished, finished meeting their SLOs)`` over the first ``n`` rows.
+
+    The episode totals the environment's tracker keeps, from the table (see ``policy.scheduler.ViewStats``).
+    """
+    top = 0
+    for r in range(n):
+        top = max(top, client[r])
+    service = np.zeros(top + 1)
+    seen = np.zeros(top + 1, np.bool_)
+    finished = met = 0
+    for r in range(n):
+        c = client[r]
+        service[c] += prompt_done[r] + 2.0 * emitted[r]
+        seen[c] = True
+        if state[r] == 3:
+            finished += 1
+            if first_token[r] - arrival[r] <= slo_ttft[r] and tbt_viol[r] <= np.floor(0.01 * tbt_n[r]):
+                met += 1
+    return service, seen.sum(), finished, met

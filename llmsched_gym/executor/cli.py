@@ -142,7 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
         summary = summarize(result)
         bar.update(summary.finished - bar.n)  # the last step's finishes are seen by no further decision
     executor = {"model": str(args.weights or model_name), "dtype": args.dtype, "device": str(device),
-                "num_blocks": num_blocks, "block_size": args.block_size}  # fmt: skip
+                "num_blocks": num_blocks, "block_size": args.block_size, **_loop_overhead(scheduler, result)}  # fmt: skip
     _print(args, summary, executor, params, len(requests))
     if isinstance(runner, RecordingRunner):
         path = write_timings(args.timings_out, runner.records)
@@ -151,6 +151,24 @@ def _serve(args: argparse.Namespace) -> int:
 
     check_served(result, summary, kv_fix=LIVE_KV_FIX)
     return 0
+
+
+def _loop_overhead(scheduler: Any, result: Any) -> dict[str, Any]:
+    """Iteration times, and a policy's per-decision time next to them (part of the serving loop's overhead)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    log = result.recorder.iterations
+    if log:
+        per_iteration = np.array([duration / max(k, 1) for _, duration, k, *_ in log])
+        out["iteration_ms"] = {"median": round(1e3 * float(np.median(per_iteration)), 3),
+                               "p99": round(1e3 * float(np.percentile(per_iteration, 99)), 3)}  # fmt: skip
+    times = getattr(scheduler, "decision_times", None)
+    if times:
+        us = 1e6 * np.asarray(times)
+        out["policy_decision_us"] = {"decisions": int(us.size), "median": round(float(np.median(us)), 1),
+                                     "p99": round(float(np.percentile(us, 99)), 1)}  # fmt: skip
+    return out
 
 
 def _runner(model: Any, cfg: Any, requests: list[Request], *, record: bool) -> Any:
