@@ -108,6 +108,10 @@ class ObservationEncoder(Protocol):
         """A fresh float32 observation inside :attr:`space`."""
         ...
 
+    def feature_names(self) -> list[str]:
+        """Name of every observation entry."""
+        ...
+
 
 class SlotObservation:
     """Global features plus ``K`` request slots (``"slots"``), or global features only (``"global"``).

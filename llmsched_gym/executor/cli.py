@@ -142,7 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
         summary = summarize(result)
         bar.update(summary.finished - bar.n)  # the last step's finishes are seen by no further decision
     executor = {"model": str(args.weights or model_name), "dtype": args.dtype, "device": str(device),
-                "num_blocks": num_blocks, "block_size": args.block_size, **_loop_overhead(scheduler, result)}  # fmt: skip
+                "num_blocks": num_blocks, "block_size": args.block_size}  # fmt: skip
+    executor.update(_loop_overhead(scheduler, result))
     _print(args, summary, executor, params, len(requests))
     if isinstance(runner, RecordingRunner):
         path = write_timings(args.timings_out, runner.records)

@@ -9,8 +9,10 @@ import pytest
 from train.config import TrainArgs
 from train.run import train
 
-SMOKE = {"total_decisions": 256, "n_envs": 2, "n_procs": 0, "n_steps": 64, "batch_size": 64, "n_epochs": 2,
-         "eval_every": 128, "eval_episodes": 1, "checkpoint_every": 128, "progress": False, "wandb": "disabled"}  # fmt: skip
+SMOKE = {
+    "total_decisions": 256, "n_envs": 2, "n_procs": 0, "n_steps": 64, "batch_size": 64, "n_epochs": 2,
+    "eval_every": 128, "eval_episodes": 1, "checkpoint_every": 128, "progress": False, "wandb": "disabled",
+}  # fmt: skip
 RUNS = {
     "priority": {"mode": "priority", "algo": "ppo"},
     "knobs": {"mode": "knobs", "algo": "maskable_ppo"},
