@@ -47,11 +47,14 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
     -v0 a step is one iteration's batch. While nothing is waiting or running, time skips to the next arrival.
 
     ## Action Space
-    -v1 (``LLMSchedResidual-v1``, ``LLMSchedKnobs-v1``, ``LLMSchedScores-v1``); the zero action of each is a sane
-    work-conserving scheduler:
+    -v1 (``LLMSchedPriority-v1``, ``LLMSchedResidual-v1``, ``LLMSchedKnobs-v1``, ``LLMSchedScores-v1``); the zero
+    action of each is a sane work-conserving scheduler:
 
-    * ``residual``: ``Box(-1, 1, (K + 1,))``: per-slot priority changes of a base scheduler (``base=``, default
-      ``"sarathi"``) and a budget change; zero = the base scheduler exactly (:mod:`llmsched_gym.env.residual`).
+    * ``priority``: ``Box(-1, 1, (P + 2,))``: weights of request features (missed TTFT, slack, lengths, waiting
+      time, client service, ...) moving every waiting request in a base scheduler's admission order (and deferring
+      running decodes), a budget and a concurrency cap; zero = the base scheduler (:mod:`llmsched_gym.env.residual`).
+    * ``residual``: ``Box(-1, 1, (K + 2,))``: per-slot priority changes of a base scheduler (``base=``, default
+      ``"sarathi"``), a budget and a concurrency cap; zero = the base scheduler exactly.
     * ``knobs``: ``MultiDiscrete([budgets, 5, 1 + deferrals])``: budget (0 = 512), admission ordering (FCFS,
       shortest prompt, earliest TTFT deadline, least client service, shortest predicted output), decode deferral;
       zero = Sarathi-Serve (:class:`~llmsched_gym.env.knobs.KnobsRuleDecoder`).
@@ -116,8 +119,8 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
     >>> env = gymnasium.make("llmsched_gym/LLMSchedResidual-v1", workload="synthetic-sharegpt")
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, env.action_space.shape
-    ((492,), (33,))
-    >>> obs, reward, terminated, truncated, info = env.step(np.zeros(33, dtype=np.float32))
+    ((492,), (34,))
+    >>> obs, reward, terminated, truncated, info = env.step(np.zeros(34, dtype=np.float32))
     >>> info["event"] in ("arrival", "completion", "kv_shortfall", "max_iterations", "done")
     True
 

@@ -7,7 +7,9 @@
   rank moves by ``-a[i]`` times the queue length (``+1`` ahead of everything, ``-1`` behind everything);
 * ``a[i]`` for a running request: ``a[i] <= defer_below`` (default -0.5) defers its decode (it runs only with the
   budget left after prefills, least TBT slack first); other values change nothing;
-* ``a[K]``: the token budget: ``default_budget * 4 ** a[K]``, snapped to the nearest budget level (log scale).
+* ``a[K]``: the token budget: ``default_budget * 4 ** a[K]``, snapped to the nearest budget level (log scale);
+* ``a[K+1]``: the concurrency cap: at most ``round(max_num_seqs * 32 ** a[K+1])`` requests hold KV (4 to 4,096 with
+  the default 128; fewer concurrent requests is how VTC's runtime keeps service fair).
 
 The zero action is the base scheduler itself: with ``base="sarathi"`` or ``"sarathi-spf"`` every decision equals
 the registered scheduler's (tested on per-request results). Waiting slots are filled in the base's admission order,
@@ -38,6 +40,18 @@ def clean_box(action: object, size: int, what: str) -> np.ndarray:
     if a.size != size:
         raise ValueError(f"{what} action has {a.size} entries, expected {size} (see env.action_space)")
     return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+
+
+def concurrency(value: float, default: int) -> int:
+    """The concurrency cap of an action value in ``[-1, 1]``: ``round(default * 32 ** value)``, at least 1."""
+    return default if value == 0.0 else max(1, round(default * 32.0**value))
+
+
+def budget_of(value: float, config: EnvConfig) -> int:
+    """The token budget of an action value in ``[-1, 1]``: ``default_budget * 4 ** value``, snapped to a level."""
+    if value == 0.0:
+        return config.default_budget
+    return snap_budget(config.default_budget * 4.0**value, config.budget_levels, config.default_budget)
 
 
 def snap_budget(value: float, levels: tuple[int, ...], default: int) -> int:
@@ -85,36 +99,33 @@ class ResidualDecoder(RuleDecoderBase):
         self.ordering = RESIDUAL_BASES[config.base]
         super().__init__(config, self.ordering)
         self.k = config.slots
-        self.space = spaces.Box(-1.0, 1.0, shape=(self.k + 1,), dtype=np.float32)
-        self.layout: tuple[str, ...] = ("slot", "global")
-        """Segments of the action vector: K per-slot values, then one global value (for slot-aware policies)."""
+        self.space = spaces.Box(-1.0, 1.0, shape=(self.k + 2,), dtype=np.float32)
+        self.layout: tuple[str, ...] = ("slot", "global", "global")
+        """Segments of the action vector: K per-slot values, then the budget and the concurrency cap."""
 
     def decide(self, action: object, ctx: DecisionContext) -> RuleDecision:
         """The held rule for ``action`` at the decision ``ctx`` describes."""
-        a = clean_box(action, self.k + 1, "residual")
+        a = clean_box(action, self.k + 2, "residual")
         cfg = self.config
         slots, n_rs = ctx.slots.tolist(), ctx.n_run_slots
         deferred = frozenset(slots[i] for i in range(n_rs) if a[i] <= cfg.defer_below)
         priority = {slots[i]: float(a[i]) for i in range(n_rs, len(slots)) if a[i] != 0.0}
-        budget = (
-            cfg.default_budget
-            if a[self.k] == 0.0
-            else snap_budget(cfg.default_budget * 4.0 ** a[self.k], cfg.budget_levels, cfg.default_budget)
-        )
-        params = RuleParams(budget, ORDERINGS.index(self.ordering), -1.0, deferred, priority, cfg.max_num_seqs)
+        budget, cap = budget_of(float(a[self.k]), cfg), concurrency(float(a[self.k + 1]), cfg.max_num_seqs)
+        params = RuleParams(budget, ORDERINGS.index(self.ordering), -1.0, deferred, priority, cap)
         return RuleDecision(params, self.queue, ctx.service)
 
 
 class PriorityDecoder(RuleDecoderBase):
     """Decoder of the ``priority`` action: feature weights of a priority change over a named base scheduler.
 
-    ``Box(-1, 1, (P + 1,), float32)`` with ``P = len(PRIORITY_FEATURES)``: ``a[:P]`` weights the request features
+    ``Box(-1, 1, (P + 2,), float32)`` with ``P = len(PRIORITY_FEATURES)``: ``a[:P]`` weights the request features
     of :data:`~llmsched_gym.env.features.PRIORITY_FEATURES`; every waiting request (in the slots or not) gets the
     priority change ``clip(features @ a[:P], -1, 1)``, recomputed at every iteration of the held decision (so a
     request whose TTFT deadline passes during the hold is re-ranked at once); a running decode whose change is
-    ``<= defer_below`` (-0.5) is deferred (it runs only with the budget left after prefills); ``a[P]`` is the budget
-    as in the residual mode. Exploration happens in the space of ranking rules (one weight moves every request with that
-    feature), which is what makes it easy to learn. The zero action is the base scheduler (``EnvConfig.base``).
+    ``<= defer_below`` (-0.5) is deferred (it runs only with the budget left after prefills); ``a[P]`` and
+    ``a[P+1]`` are the budget and the concurrency cap as in the residual mode. Exploration happens in the space of
+    ranking rules (one weight moves every request with that feature), which is what makes it easy to learn. The
+    zero action is the base scheduler (``EnvConfig.base``).
 
     Args:
         config: The environment configuration.
@@ -126,21 +137,16 @@ class PriorityDecoder(RuleDecoderBase):
         self.ordering = RESIDUAL_BASES[config.base]
         super().__init__(config, self.ordering)
         self.p = len(PRIORITY_FEATURES)
-        self.space = spaces.Box(-1.0, 1.0, shape=(self.p + 1,), dtype=np.float32)
+        self.space = spaces.Box(-1.0, 1.0, shape=(self.p + 2,), dtype=np.float32)
 
     def decide(self, action: object, ctx: DecisionContext) -> RuleDecision:
         """The held rule for ``action``."""
-        a = clean_box(action, self.p + 1, "priority")
+        a = clean_box(action, self.p + 2, "priority")
         cfg = self.config
         weights = tuple(float(w) for w in a[: self.p])
-        budget = (
-            cfg.default_budget
-            if a[self.p] == 0.0
-            else snap_budget(cfg.default_budget * 4.0 ** a[self.p], cfg.budget_levels, cfg.default_budget)
-        )
-        order = ORDERINGS.index(self.ordering)
+        budget, cap = budget_of(float(a[self.p]), cfg), concurrency(float(a[self.p + 1]), cfg.max_num_seqs)
         params = RuleParams(
-            budget, order, max_num_seqs=cfg.max_num_seqs, weights=weights if any(weights) else (),
+            budget, ORDERINGS.index(self.ordering), max_num_seqs=cap, weights=weights if any(weights) else (),
             defer_below=cfg.defer_below,
         )  # fmt: skip
         return RuleDecision(params, self.queue, ctx.service)

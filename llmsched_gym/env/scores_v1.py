@@ -30,7 +30,7 @@ from llmsched_gym.core.view import EngineView
 from llmsched_gym.env._kernels import pack_rows
 from llmsched_gym.env.config import EnvConfig
 from llmsched_gym.env.context import DecisionContext
-from llmsched_gym.env.residual import RuleDecoderBase, clean_box, snap_budget
+from llmsched_gym.env.residual import RuleDecoderBase, budget_of, clean_box
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -146,10 +146,7 @@ class ScoresRuleDecoder(RuleDecoderBase):
 
     def budget_of(self, value: float) -> int:
         """The token budget of an action value in ``[-1, 1]``."""
-        cfg = self.config
-        if value == 0.0:
-            return cfg.default_budget
-        return snap_budget(cfg.default_budget * 4.0**value, cfg.budget_levels, cfg.default_budget)
+        return budget_of(value, self.config)
 
     def decide(self, action: object, ctx: DecisionContext) -> ScoresHeld:
         """The held decision for ``action``."""

@@ -151,7 +151,7 @@ def test_priority_weight_on_missed_deadlines_moves_late_requests_to_the_back() -
     early = [Request(i, 0.0, 2000, 50, slo=slo) for i in range(20)]
     late = [Request(20, 0.6, 10, 5, slo=slo)]  # short and on time: SPF already puts it first
     env = env_of("llmsched_gym/LLMSchedPriority-v1", blocks=200, base="sarathi-spf")
-    action = np.zeros(len(PRIORITY_FEATURES) + 1, dtype=np.float32)
+    action = np.zeros(len(PRIORITY_FEATURES) + 2, dtype=np.float32)
     action[PRIORITY_FEATURES.index("ttft_missed")] = -1.0
     env.reset(seed=0, options={"requests": early + late})
     while env.unwrapped.engine.now < 0.7:
