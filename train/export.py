@@ -160,13 +160,20 @@ def check_exported(model: Any, files: list[Path], observations: list[np.ndarray]
 
 
 def export_run(
-    run_dir: Path, which: str = "best", out: Path | None = None, formats: tuple[str, ...] = ("onnx", "torchscript")
+    run_dir: Path,
+    which: str = "best",
+    out: Path | None = None,
+    formats: tuple[str, ...] = ("onnx", "torchscript"),
+    env_overrides: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Export ``<run_dir>/<which>.zip`` to ``out`` (default: the run directory); returns the written files."""
+    """Export ``<run_dir>/<which>.zip`` to ``out`` (default: the run directory); returns the written files.
+
+    ``env_overrides`` are environment keyword arguments the model was built for besides the task's (e.g. ``slots``).
+    """
     model, mode = load_policy(run_dir / f"{which}.zip")
     args = json.loads((run_dir / "args.json").read_text())
     task = get_task(args["task"])
-    env = task.make_env("validation", mode)
+    env = task.make_env("validation", mode, **(env_overrides or {}))
     manifest = manifest_for(run_dir, env)
     actor = actor_of(model)
     n_obs = int(np.prod(env.observation_space.shape))

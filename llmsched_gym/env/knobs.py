@@ -125,9 +125,9 @@ class KnobsRuleDecoder(RuleDecoderBase):
 
     def __init__(self, config: EnvConfig) -> None:
         super().__init__(config, "fcfs")
-        self.budgets = (config.default_budget, *(b for b in config.budget_levels if b != config.default_budget))
+        self.choices = (config.default_budget, *(b for b in config.budget_levels if b != config.default_budget))
         self.deferral = config.deferral_levels
-        self.nvec = np.array([len(self.budgets), len(ORDERINGS_V1), 1 + len(self.deferral)], dtype=np.int64)
+        self.nvec = np.array([len(self.choices), len(ORDERINGS_V1), 1 + len(self.deferral)], dtype=np.int64)
         self.space = spaces.MultiDiscrete(self.nvec)
         self._limits = (self.nvec - 1).tolist()
 
@@ -140,7 +140,7 @@ class KnobsRuleDecoder(RuleDecoderBase):
             min(max(int(x), 0), n) if math.isfinite(float(x)) else 0 for x, n in zip(raw, self._limits, strict=True)
         )
         theta = self.deferral[deferral - 1] if deferral else -1.0
-        params = RuleParams(self.budgets[level], ordering, theta, max_num_seqs=self.config.max_num_seqs)
+        params = RuleParams(self.choices[level], ordering, theta, max_num_seqs=self.config.max_num_seqs)
         return RuleDecision(params, self.queue, ctx.service)
 
     def action_masks(self, ctx: DecisionContext) -> np.ndarray:

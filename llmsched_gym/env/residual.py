@@ -36,10 +36,12 @@ _SLOT_TO_RULE = {"arrival": "fcfs", "spf": "spf", "edf": "edf", "lcs": "lcs", "s
 
 def clean_box(action: object, size: int, what: str) -> np.ndarray:
     """A float64 copy of a Box action: NaN as 0, clipped to ``[-1, 1]``; raises on a wrong size."""
-    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    a = np.array(action, dtype=np.float64).reshape(-1)
     if a.size != size:
         raise ValueError(f"{what} action has {a.size} entries, expected {size} (see env.action_space)")
-    return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    np.clip(a, -1.0, 1.0, out=a)
+    a[np.isnan(a)] = 0.0
+    return a
 
 
 def concurrency(value: float, default: int) -> int:
@@ -47,18 +49,30 @@ def concurrency(value: float, default: int) -> int:
     return default if value == 0.0 else max(1, round(default * 32.0**value))
 
 
-def budget_of(value: float, config: EnvConfig) -> int:
-    """The token budget of an action value in ``[-1, 1]``: ``default_budget * 4 ** value``, snapped to a level."""
-    if value == 0.0:
-        return config.default_budget
-    return snap_budget(config.default_budget * 4.0**value, config.budget_levels, config.default_budget)
+class BudgetScale:
+    """Token budgets of action values: ``default_budget * 4 ** value``, snapped to the nearest level (log scale).
 
+    Args:
+        config: The environment configuration (``default_budget``, ``budget_levels``).
+    """
 
-def snap_budget(value: float, levels: tuple[int, ...], default: int) -> int:
-    """The budget level (or ``default``) nearest to ``value`` on a log scale."""
-    candidates = sorted({*levels, default})
-    logs = [abs(math.log(c) - math.log(value)) for c in candidates]
-    return candidates[int(np.argmin(logs))]
+    __slots__ = ("_levels", "_logs", "default")
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.default = config.default_budget
+        self._levels = tuple(sorted({*config.budget_levels, config.default_budget}))
+        self._logs = np.log(np.asarray(self._levels, dtype=np.float64))
+
+    def of(self, value: float) -> int:
+        """The budget of an action value in ``[-1, 1]`` (0: the default budget exactly)."""
+        if value == 0.0:
+            return self.default
+        wanted = math.log(self.default) + value * math.log(4.0)
+        return self._levels[int(np.argmin(np.abs(self._logs - wanted)))]
+
+    def levels(self) -> tuple[int, ...]:
+        """Every budget an action can choose, ascending."""
+        return self._levels
 
 
 class RuleDecoderBase:
@@ -74,6 +88,7 @@ class RuleDecoderBase:
         order = _SLOT_TO_RULE[config.slot_order] if config.slot_order is not None else slot_ordering
         self._slot_params = RuleParams(config.default_budget, ORDERINGS.index(order))
         self.queue = RuleQueue()
+        self.budgets = BudgetScale(config)
 
     def reset(self) -> None:
         """Forget the queue (a new episode)."""
@@ -110,7 +125,7 @@ class ResidualDecoder(RuleDecoderBase):
         slots, n_rs = ctx.slots.tolist(), ctx.n_run_slots
         deferred = frozenset(slots[i] for i in range(n_rs) if a[i] <= cfg.defer_below)
         priority = {slots[i]: float(a[i]) for i in range(n_rs, len(slots)) if a[i] != 0.0}
-        budget, cap = budget_of(float(a[self.k]), cfg), concurrency(float(a[self.k + 1]), cfg.max_num_seqs)
+        budget, cap = self.budgets.of(float(a[self.k])), concurrency(float(a[self.k + 1]), cfg.max_num_seqs)
         params = RuleParams(budget, ORDERINGS.index(self.ordering), -1.0, deferred, priority, cap)
         return RuleDecision(params, self.queue, ctx.service)
 
@@ -144,7 +159,7 @@ class PriorityDecoder(RuleDecoderBase):
         a = clean_box(action, self.p + 2, "priority")
         cfg = self.config
         weights = tuple(float(w) for w in a[: self.p])
-        budget, cap = budget_of(float(a[self.p]), cfg), concurrency(float(a[self.p + 1]), cfg.max_num_seqs)
+        budget, cap = self.budgets.of(float(a[self.p])), concurrency(float(a[self.p + 1]), cfg.max_num_seqs)
         params = RuleParams(
             budget, ORDERINGS.index(self.ordering), max_num_seqs=cap, weights=weights if any(weights) else (),
             defer_below=cfg.defer_below,

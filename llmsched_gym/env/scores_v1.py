@@ -30,7 +30,7 @@ from llmsched_gym.core.view import EngineView
 from llmsched_gym.env._kernels import pack_rows
 from llmsched_gym.env.config import EnvConfig
 from llmsched_gym.env.context import DecisionContext
-from llmsched_gym.env.residual import RuleDecoderBase, budget_of, clean_box
+from llmsched_gym.env.residual import RuleDecoderBase, clean_box
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -146,7 +146,7 @@ class ScoresRuleDecoder(RuleDecoderBase):
 
     def budget_of(self, value: float) -> int:
         """The token budget of an action value in ``[-1, 1]``."""
-        return budget_of(value, self.config)
+        return self.budgets.of(value)
 
     def decide(self, action: object, ctx: DecisionContext) -> ScoresHeld:
         """The held decision for ``action``."""
@@ -211,7 +211,7 @@ def encode_plan_v1(decoder: ScoresRuleDecoder, plan: BatchPlan, ctx: DecisionCon
 def _encode_budget(decoder: ScoresRuleDecoder, action: np.ndarray, total: int) -> int:
     """Write the smallest reachable budget holding ``total`` tokens; returns it."""
     cfg = decoder.config
-    reachable = sorted(b for b in {*cfg.budget_levels, cfg.default_budget} if 0.25 <= b / cfg.default_budget <= 4.0)
+    reachable = [b for b in decoder.budgets.levels() if 0.25 <= b / cfg.default_budget <= 4.0]
     fits = [b for b in reachable if b >= total]
     if not fits:
         raise ValueError(f"plan not expressible: it runs {total} tokens, more than the largest reachable budget")

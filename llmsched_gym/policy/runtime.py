@@ -94,16 +94,37 @@ def _load_onnx(path: Path) -> ExportedPolicy:
     if METADATA_KEY not in meta:
         raise PolicyCompatibilityError(f"{path} has no llmsched-gym manifest: export it with `llmsched export`")
     manifest = PolicyManifest.from_json(meta[METADATA_KEY])
-    names = [i.name for i in session.get_inputs()]
+    return ExportedPolicy(manifest, _BoundSession(session, manifest), "onnx", path)
 
-    def net(obs: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        feeds: dict[str, Any] = {"obs": obs}
-        if "mask" in names:
-            feeds["mask"] = mask
-        out: np.ndarray = session.run(None, feeds)[0]
+
+class _BoundSession:
+    """One-observation inference through onnxruntime's I/O binding.
+
+    The input buffers are bound once and refilled per call: about half the per-call overhead of ``session.run``.
+    """
+
+    def __init__(self, session: Any, manifest: PolicyManifest) -> None:
+        self.session = session
+        self.obs = np.zeros((1, len(manifest.feature_names)), dtype=np.float32)
+        self.binding = session.io_binding()
+        self.binding.bind_cpu_input("obs", self.obs)
+        self.mask: np.ndarray | None = None
+        if "mask" in [i.name for i in session.get_inputs()]:
+            self.mask = np.ones((1, int(sum(manifest.action["nvec"]))), dtype=np.float32)
+            self.binding.bind_cpu_input("mask", self.mask)
+        self.binding.bind_output("action")
+
+    def __call__(self, obs: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        if obs.shape[0] != 1:
+            feeds: dict[str, Any] = {"obs": obs} if self.mask is None else {"obs": obs, "mask": mask}
+            batch: np.ndarray = self.session.run(None, feeds)[0]
+            return batch
+        self.obs[...] = obs
+        if self.mask is not None and mask is not None:
+            self.mask[...] = mask
+        self.session.run_with_iobinding(self.binding)
+        out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
         return out
-
-    return ExportedPolicy(manifest, net, "onnx", path)
 
 
 def _load_torchscript(path: Path) -> ExportedPolicy:
