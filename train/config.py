@@ -46,7 +46,8 @@ class TrainArgs:
     ent_coef: float = _arg(0.0, "entropy bonus")
     log_std_init: float = _arg(-1.0, "initial log std of the Gaussian policy (small: start near the zero action)")
     hidden: int = _arg(64, "width of the slot network (or of each of the two MLP layers)")
-    shaping: str | None = _arg("ttft", "potential-based shaping (ttft) or none")
+    shaping: str | None = _arg(None, "potential-based shaping on goodput tasks (ttft) or none")
+    credit: str = _arg("first_token", "goodput tasks: pay each +1 at the request's in-time first token or at finish")
     bc_from: str | None = _arg(None, "behaviour-cloning warm start from this registered scheduler (none: off)")
     bc_episodes: int = _arg(8, "episodes of the BC teacher")
     bc_epochs: int = _arg(20, "BC passes over the teacher's decisions")
@@ -69,6 +70,7 @@ class TrainArgs:
             (self.algo != "maskable_ppo" or self.mode == "knobs", "maskable_ppo needs mode='knobs'"),
             (self.policy != "slot" or self.mode in ("residual", "scores"), "policy='slot' needs residual or scores"),
             (self.wandb in ("offline", "online", "disabled"), f"wandb={self.wandb!r}: offline, online or disabled"),
+            (self.credit in ("first_token", "finish"), f"credit={self.credit!r} must be 'first_token' or 'finish'"),
             (self.n_envs >= 1 and self.n_procs >= 0, f"n_envs={self.n_envs} >= 1 and n_procs={self.n_procs} >= 0"),
             (self.n_procs <= self.n_envs, f"n_procs={self.n_procs} must not exceed n_envs={self.n_envs}"),
         )
@@ -110,6 +112,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES,
     "policy": ("auto", "slot", "mlp"),
     "wandb": ("offline", "online", "disabled"),
+    "credit": ("first_token", "finish"),
 }
 """Options with a fixed set of values."""
 

@@ -34,11 +34,18 @@ from train.vec import GroupedVecEnv
 
 def make_vec_env(args: TrainArgs) -> VecNormalize:
     """The training environments of ``args`` (reward scaling only)."""
-    task = get_task(args.task)
-    shaping = args.shaping if task.objective == "goodput" else None
-    factories = [TaskEnvFactory(task.name, "train", args.mode, shaping) for _ in range(args.n_envs)]
+    factories = [training_env(args)] * args.n_envs
     venv = GroupedVecEnv(factories, n_procs=args.n_procs, seed=args.seed)
     return VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=args.gamma)
+
+
+def training_env(args: TrainArgs) -> TaskEnvFactory:
+    """The factory of ``args``' training environments (shaping and credit apply to goodput tasks only)."""
+    task = get_task(args.task)
+    if task.objective != "goodput":
+        return TaskEnvFactory(task.name, "train", args.mode)
+    reward_kwargs = {**dict(task.reward_kwargs), "credit": args.credit}
+    return TaskEnvFactory(task.name, "train", args.mode, args.shaping, (("reward_kwargs", reward_kwargs),))
 
 
 def build_model(args: TrainArgs, venv: VecNormalize) -> Any:

@@ -231,6 +231,9 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
             or (cfg.max_time_s is not None and engine.now >= cfg.max_time_s)
         )
         reward = float(self.reward_fn(tracker.stats))
+        at_end = getattr(self.reward_fn, "at_end", None)
+        if (terminated or truncated) and at_end is not None:
+            reward += at_end(tracker.on_time_open)
         if self.shaping is not None:
             phi = 0.0 if terminated or truncated else self.shaping(engine)
             reward += phi - self._phi

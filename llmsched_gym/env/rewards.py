@@ -47,22 +47,40 @@ def _scale(owner: str, value: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class GoodputReward:
-    """``+scale`` for each request that finishes meeting its TTFT and TBT targets (at its finishing step).
+    """``+scale`` for each request that finishes meeting its TTFT and TBT targets.
 
     Objective: ``scale x`` the number of requests meeting their SLOs (``metrics.summary.meets_slo``); the run
     summary's goodput is that count per second of makespan. Without SLO targets every finished request counts.
+
+    ``credit="finish"`` (default) pays each +1 when the request finishes. ``credit="first_token"`` pays the same
+    objective earlier: ``+scale`` when a request's first token comes within its TTFT target, ``-scale`` when such a
+    request finishes with its TBT target missed, and at a truncated episode's end ``-scale`` for each credited
+    request still unfinished; the sum is the same number, but most of it arrives many decisions sooner.
+
+    Attributes:
+        scale: Multiplier.
+        credit: ``"finish"`` or ``"first_token"``.
     """
 
     scale: float = 1.0
+    credit: str = "finish"
     name: str = field(default="goodput", init=False)
 
     def __post_init__(self) -> None:
-        """Validate the scale."""
+        """Validate the scale and the credit."""
         _scale("GoodputReward", self.scale)
+        if self.credit not in ("finish", "first_token"):
+            raise ValueError(f"GoodputReward: credit={self.credit!r} must be 'finish' or 'first_token'")
 
     def __call__(self, stats: StepStats) -> float:
-        """``scale x`` SLO-meeting finishes in the step."""
+        """``scale x`` the step's credited requests."""
+        if self.credit == "first_token":
+            return self.scale * (stats.on_time - stats.late_tbt)
         return self.scale * stats.slo_met
+
+    def at_end(self, open_credits: int) -> float:
+        """Correction at the episode's last step: credited requests that did not finish give their credit back."""
+        return -self.scale * open_credits if self.credit == "first_token" else 0.0
 
     def episode_objective(self, result: SimulationResult) -> float:
         """``scale x`` the count of SLO-meeting requests."""

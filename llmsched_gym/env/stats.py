@@ -48,6 +48,8 @@ class StepStats:
         spread_after: Service spread at ``t_end``.
         gap_area: Windowed service spread among backlogged clients, summed over the time-series samples taken in
             the step, times the sample period (:mod:`llmsched_gym.env.service_gap`; 0 unless tracked).
+        on_time: Requests whose first token came within their TTFT target in the step.
+        late_tbt: Requests that finished in the step with their TTFT met but their TBT target missed.
     """
 
     t_start: float = 0.0
@@ -61,6 +63,8 @@ class StepStats:
     spread_before: float = 0.0
     spread_after: float = 0.0
     gap_area: float = 0.0
+    on_time: int = 0
+    late_tbt: int = 0
 
     def clear(self, t: float, spread: float) -> None:
         """Start a new step at time ``t``."""
@@ -69,6 +73,7 @@ class StepStats:
         self.tokens = self.emitted = self.finished = self.slo_met = self.preempted = 0
         self.spread_before = self.spread_after = spread
         self.gap_area = 0.0
+        self.on_time = self.late_tbt = 0
 
 
 class EpisodeTracker:
@@ -82,6 +87,8 @@ class EpisodeTracker:
     def __init__(self, engine: Engine, gap_window_s: float | None = None) -> None:
         self.engine = engine
         self.gaps: GapTracker | None = None
+        self.first_seen = np.zeros(64, dtype=np.bool_)
+        self.on_time_open = 0
         self.seen = 0
         self.open = 0
         self.finished = 0
@@ -118,6 +125,9 @@ class EpisodeTracker:
             self.seen = t.n
             if t.n > self.credited.size:
                 self.credited = np.concatenate((self.credited, np.zeros(max(t.n, 2 * self.credited.size))))
+            if t.n > self.first_seen.size:
+                grow = np.zeros(max(t.n, 2 * self.first_seen.size) - self.first_seen.size, dtype=np.bool_)
+                self.first_seen = np.concatenate((self.first_seen, grow))
         self.stats.in_system_area += area
         self.stats.t_end = now
         if self.gaps is not None:
@@ -149,6 +159,17 @@ class EpisodeTracker:
         )
         self.service_total += added
         st.spread_after = self.spread
+        self._first_tokens(ids)
+
+    def _first_tokens(self, ids: IntArray) -> None:
+        """Count the plan rows whose first token just came, and those within their TTFT target."""
+        t = self.engine.table
+        new = ids[~self.first_seen[ids] & ~np.isnan(t.first_token[ids])]
+        if new.size:
+            self.first_seen[new] = True
+            on_time = int(np.count_nonzero(t.first_token[new] - t.arrival[new] <= t.slo_ttft[new]))
+            self.stats.on_time += on_time
+            self.on_time_open += on_time
 
     def _update_spread(self) -> None:
         self.spread = float(spread(self.service, self.present))
@@ -169,6 +190,8 @@ class EpisodeTracker:
         tbt_ok = t.tbt_viol[ids] <= np.floor(0.01 * t.tbt_n[ids])
         ok = ttft_ok & tbt_ok
         met = int(np.count_nonzero(ok))
+        self.stats.late_tbt += int(np.count_nonzero(ttft_ok & ~tbt_ok))
+        self.on_time_open -= int(np.count_nonzero(ttft_ok))
         self._count_classes(t.slo_class[ids], ok)
         self.finished += ids.size
         self.slo_met += met

@@ -43,13 +43,24 @@ def episode(env: gymnasium.Env, requests: list[Request], seed: int = 0) -> tuple
 
 @pytest.mark.parametrize("env_id", V1_IDS)
 @pytest.mark.parametrize(
-    ("reward", "shaping"),
-    [("goodput", None), ("goodput", "ttft"), ("latency", None), ("throughput", None), ("fairness", None),
-     ("service_gap", None)],
+    ("reward", "kwargs", "shaping"),
+    [("goodput", {}, None), ("goodput", {}, "ttft"), ("goodput", {"credit": "first_token"}, None),
+     ("latency", {}, None), ("throughput", {}, None), ("fairness", {}, None), ("service_gap", {}, None)],
 )  # fmt: skip
-def test_episode_return_equals_the_objective(env_id: str, reward: str, shaping: str | None) -> None:
-    total, info, _ = episode(env_of(env_id, reward=reward, shaping=shaping, sample_dt=0.5), requests_for(40, 5))
+def test_episode_return_equals_the_objective(
+    env_id: str, reward: str, kwargs: dict[str, Any], shaping: str | None
+) -> None:
+    env = env_of(env_id, reward=reward, reward_kwargs=kwargs, shaping=shaping, sample_dt=0.5)
+    total, info, _ = episode(env, requests_for(40, 5))
     assert total == pytest.approx(info["objective"], rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("max_steps", [3, 9])
+def test_first_token_credit_keeps_the_return_exact_when_truncated(max_steps: int) -> None:
+    env = env_of("llmsched_gym/LLMSchedKnobs-v1", reward_kwargs={"credit": "first_token"}, max_steps=max_steps)
+    total, info, events = episode(env, requests_for(40, 6))
+    assert len(events) == max_steps
+    assert total == info["objective"]
 
 
 def test_shaping_charges_a_missed_ttft_deadline_before_the_request_finishes() -> None:
