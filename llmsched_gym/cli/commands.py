@@ -126,7 +126,7 @@ def run_listing(args: argparse.Namespace) -> int:
 
 
 def add_optional(sub: Sub) -> None:
-    """Subcommands whose code lives in optional packages (the live executor, compare)."""
+    """Subcommands whose code lives in optional packages (the live executor, compare, calibrate)."""
     if importlib.util.find_spec("llmsched_gym.executor.cli") is not None:
         from llmsched_gym.executor.cli import add_live_parser
 
@@ -135,6 +135,8 @@ def add_optional(sub: Sub) -> None:
         from llmsched_gym.compare.cli import add_compare_parser
 
         add_compare_parser(sub)
+    if importlib.util.find_spec("gpu_calibration") is not None:
+        importlib.import_module("gpu_calibration.cli").add_calibrate_parser(sub)
 
 
 __all__ = ["summary_table"]
