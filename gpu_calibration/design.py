@@ -160,15 +160,19 @@ def spread_contexts(mean: int, n: int) -> tuple[int, ...]:
 def random_batch(rng: np.random.Generator, config: DesignConfig, limits: Limits) -> DesignedBatch | None:
     """A random Sarathi-style mixed batch within ``limits`` (None if the draw does not fit)."""
     budget = min(int(rng.choice(config.random_budgets)), limits.max_tokens)
-    n_dec = int(rng.integers(0, min(budget, limits.max_rows, 256) + 1))
-    decodes = tuple(int(d) for d in rng.integers(1, max(2, limits.max_context // 2), size=n_dec))
+    n_dec = int(rng.integers(0, min(budget, limits.max_rows - 1, 256) + 1))
+    n_chunks = int(rng.integers(1, 4))
+    # contexts up to half the model's context, and small enough that the rows fit the KV pool on average
+    share = limits.kv_tokens // (2 * (n_dec + n_chunks))
+    ctx_cap = max(2, min(limits.max_context // 2, share))
+    decodes = tuple(int(d) for d in rng.integers(1, ctx_cap, size=n_dec))
     chunks: list[Chunk] = []
     left = budget - n_dec
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(n_chunks):
         if left < 1:
             break
         c = int(rng.integers(1, left + 1))
-        chunks.append((c, int(rng.integers(0, max(1, limits.max_context - c)))))
+        chunks.append((c, int(rng.integers(0, max(1, min(limits.max_context - c, ctx_cap))))))
         left -= c
     batch = DesignedBatch("random", tuple(chunks), decodes)
     return batch if limits.fits(batch.chunks, batch.decodes) else None
