@@ -138,11 +138,28 @@ def _gemm_tokens(tokens, tile):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def smooth_max(a, b, p):  # type: ignore[no-untyped-def]
-    """``(a^p + b^p)^(1/p)`` for ``a, b >= 0``, ``p >= 1``, computed without overflow (``p = inf``: the max)."""
+    """``(a^p + b^p)^(1/p)`` for ``a, b >= 0`` and ``p >= 1``, without overflow.
+
+    For ``p`` a power of two (what fits and presets use) it takes ``log2 p`` squarings and square roots instead of
+    two ``pow`` calls, a few nanoseconds; any other ``p`` falls back to ``pow``.
+    """
     hi = max(a, b)
-    if hi <= 0.0:
-        return 0.0
-    return hi * (1.0 + (min(a, b) / hi) ** p) ** (1.0 / p)
+    lo = min(a, b)
+    if lo <= 0.0:
+        return max(hi, 0.0)
+    ratio_p = lo / hi
+    q = p
+    while q > 1.0:
+        ratio_p *= ratio_p
+        q *= 0.5
+    if q != 1.0:
+        return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)
+    s = 1.0 + ratio_p
+    q = p
+    while q > 1.0:
+        s = np.sqrt(s)
+        q *= 0.5
+    return hi * s
 
 
 @njit(cache=True)

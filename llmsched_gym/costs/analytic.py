@@ -112,8 +112,8 @@ class TileStepCostModel:
 
     name: ClassVar[str] = "tile_step"
     tile: int = 128
-    per_tile_s: float = 3.2e-3
-    base_s: float = 4.5e-3
+    per_tile_s: float = 3.1e-3
+    base_s: float = 5.4e-3
     per_decode_s: float = 0.0
     per_kv_token_s: float = 2.3e-7
 

@@ -9,13 +9,15 @@ Procedure (docs/profiles.md, "Fitting"):
    ``holdout_fraction`` of the others is held out as well.
 3. **Fit** the free coefficients on the training points by least squares of the log ratio predicted / measured
    (relative error, so short decode steps and long prefills weigh alike), from several seeded starts, for each
-   candidate GEMM tile; the best training cost wins.
+   candidate GEMM tile; the best training cost wins. Free exponents are then snapped to the neighbouring powers
+   of two (the kernel's fast path) and the other coefficients refitted; the best combination wins.
 4. **Validate**: median, p90, mean and maximum absolute relative error on the held-out points (or, for a small
    grid without held-out points, ``folds``-fold cross-validation over the training points).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -111,7 +113,7 @@ class _Problem:
         self.exponent = np.array([n in EXPONENTS for n in free])
 
     def params(self, theta: FloatArray) -> OperatorParams:
-        values = np.where(self.exponent, 1.0 + np.exp(theta), np.exp(theta))
+        values = np.where(self.exponent, np.minimum(1.0 + np.exp(theta), MAX_EXPONENT), np.exp(theta))
         values = np.where(self.exponent | (values > _FLOOR_VALUE * 1.0001), values, 0.0)
         return self.base.with_values(**dict(zip(self.free, values.tolist(), strict=True)))
 
@@ -152,16 +154,40 @@ def _linear_start(problem: _Problem) -> OperatorParams:
     return p1.with_values(**{n: max(v, 1e-12) for n, v in values.items()}, **exponents)
 
 
-def _solve(problem: _Problem, starts: int, seed: int) -> tuple[float, OperatorParams]:
+def _solve(
+    problem: _Problem, starts: int, seed: int, start: OperatorParams | None = None
+) -> tuple[float, OperatorParams]:
     rng = np.random.default_rng(seed)
     lower, upper = problem.bounds()
-    x0 = problem.theta(_linear_start(problem))
+    x0 = problem.theta(start or _linear_start(problem))
     best: tuple[float, OperatorParams] | None = None
     for i in range(starts):
-        start = x0 if i == 0 else x0 + rng.normal(0.0, 1.0, x0.size)
-        result = levenberg_marquardt(problem.residuals, np.clip(start, lower, upper), lower=lower, upper=upper)
+        x = x0 if i == 0 else x0 + rng.normal(0.0, 1.0, x0.size)
+        result = levenberg_marquardt(problem.residuals, np.clip(x, lower, upper), lower=lower, upper=upper)
         if best is None or result.cost < best[0]:
             best = (result.cost, problem.params(result.x))
+    assert best is not None
+    return best
+
+
+def snap_exponent(p: float) -> tuple[float, ...]:
+    """The powers of two nearest ``p`` (below and above, within [1, 64]): the exponents the fast kernel path takes."""
+    k = np.log2(min(max(p, 1.0), MAX_EXPONENT))
+    return tuple(sorted({float(2.0 ** np.floor(k)), float(2.0 ** np.ceil(k))}))
+
+
+def _snapped(
+    points: Sequence[MeasuredPoint], config: OperatorFitConfig, fitted: OperatorParams
+) -> tuple[float, OperatorParams]:
+    """Refit with every free exponent fixed to a neighbouring power of two; the best combination wins."""
+    free_exp = [n for n in EXPONENTS if n in config.free]
+    linear = tuple(n for n in config.free if n not in EXPONENTS)
+    best: tuple[float, OperatorParams] | None = None
+    for combo in itertools.product(*(snap_exponent(getattr(fitted, n)) for n in free_exp)):
+        base = fitted.with_values(**dict(zip(free_exp, combo, strict=True)))
+        result = _solve(_Problem(points, linear, base), 1, config.seed, start=base)
+        if best is None or result[0] < best[0]:
+            best = result
     assert best is not None
     return best
 
@@ -176,7 +202,10 @@ def _fit_tiles(points: Sequence[MeasuredPoint], config: OperatorFitConfig) -> Op
     for tile in config.tiles:
         problem = _Problem(points, config.free, replace(config.base, tile_tokens=int(tile)))
         results.append(_solve(problem, config.starts, config.seed))
-    return min(results, key=lambda r: r[0])[1]
+    fitted = min(results, key=lambda r: r[0])[1]
+    if not any(n in EXPONENTS for n in config.free):
+        return fitted
+    return _snapped(points, config, fitted)[1]
 
 
 def _screen(points: Sequence[MeasuredPoint], config: OperatorFitConfig) -> list[bool]:

@@ -18,16 +18,16 @@ from llmsched_gym.hardware import GPUSpec, ModelSpec, check_tp, get_gpu, get_mod
 # Defaults fitted by llmsched_gym.costs.public_fit.fit_roofline_defaults() to the Splitwise characterisation
 # (the imported profiles); a test keeps them equal to the rounded fit. Efficiencies are fractions of datasheet peaks;
 # floors are GPU clock cycles per layer (A100 1.41 GHz, H100 1.98 GHz).
-DEFAULT_COMPUTE_EFFICIENCY = 0.76
-DEFAULT_GEMM_SMOOTHNESS = 4.5
+DEFAULT_COMPUTE_EFFICIENCY = 0.75
+DEFAULT_GEMM_SMOOTHNESS = 2.0
 DEFAULT_MEMORY_EFFICIENCY = 0.85
-DEFAULT_ATTENTION_EFFICIENCY = 0.083
-DEFAULT_OVERHEAD_S = 3.3e-3
-DEFAULT_LAYER_FLOOR_CYCLES = 635e3
-DEFAULT_SEQ_FLOOR_CYCLES = 7.1e3
-DEFAULT_CHUNK_CYCLES = 392e3
-DEFAULT_OVERLAP = 1.9
-DEFAULT_ALLREDUCE_EFFICIENCY = 0.23
+DEFAULT_ATTENTION_EFFICIENCY = 0.087
+DEFAULT_OVERHEAD_S = 3.0e-3
+DEFAULT_LAYER_FLOOR_CYCLES = 650e3
+DEFAULT_SEQ_FLOOR_CYCLES = 7.0e3
+DEFAULT_CHUNK_CYCLES = 351e3
+DEFAULT_OVERLAP = 2.0
+DEFAULT_ALLREDUCE_EFFICIENCY = 0.22
 DEFAULT_ALLREDUCE_LATENCY_S = 10e-6
 FLASH_ATTENTION_EFFICIENCY = 0.31
 """FlashAttention-2 varlen prefill attention measured ~310 TFLOP/s on an H100 (design/executor.md)."""
@@ -44,7 +44,7 @@ class RooflineParams:
         gemm_smoothness: Smooth-maximum exponent between weight streaming and GEMM compute: small values make the
             linear layers' time grow smoothly from the first tokens on, large ones give a sharp roofline knee.
         memory_efficiency: Fraction of peak HBM bandwidth achieved when streaming weights and KV.
-        attention_efficiency: Fraction of peak FLOP/s prefill attention reaches (the public engine's 0.083 is far
+        attention_efficiency: Fraction of peak FLOP/s prefill attention reaches (the public engine's 0.087 is far
             below FlashAttention-2's measured ~0.31).
         overhead_s: Fixed per-iteration time that never overlaps GPU work (scheduling, sampling), seconds.
         layer_floor_cycles: Host floor per layer in GPU clock cycles (eager kernel launches and the minimum
@@ -99,8 +99,8 @@ class RooflineParams:
         anchors of design/executor.md (a test keeps them equal to the rounded fit).
         """
         return cls(
-            compute_efficiency=0.54, memory_efficiency=0.67, attention_efficiency=FLASH_ATTENTION_EFFICIENCY,
-            overhead_s=2.8e-3, layer_floor_cycles=0.0, seq_floor_cycles=0.0, chunk_cycles=0.0,
+            compute_efficiency=0.55, memory_efficiency=0.68, attention_efficiency=FLASH_ATTENTION_EFFICIENCY,
+            overhead_s=2.9e-3, layer_floor_cycles=0.0, seq_floor_cycles=0.0, chunk_cycles=0.0,
         )  # fmt: skip
 
 
