@@ -146,6 +146,10 @@ def _lm(
     return best.cost, _params(best.x, base, names)
 
 
+def _named(exponents: Sequence[float]) -> dict[str, Any]:
+    return dict(zip(_EXPONENTS, exponents, strict=True))
+
+
 def fit_roofline_defaults(
     setups: Sequence[PublicSetup] | None = None, *, start: RooflineParams | None = None, starts: int = 1, seed: int = 0
 ) -> RooflineParams:
@@ -159,10 +163,7 @@ def fit_roofline_defaults(
     _, fitted = _lm(data, start or RooflineParams(), FITTED, starts, seed)
     linear = [n for n in FITTED if n not in _EXPONENTS]
     snaps = [snap_exponent(getattr(fitted, n)) for n in _EXPONENTS]
-    results = [
-        _lm(data, replace(fitted, **dict(zip(_EXPONENTS, combo, strict=True))), linear, 1, seed)
-        for combo in itertools.product(*snaps)
-    ]
+    results = [_lm(data, replace(fitted, **_named(combo)), linear, 1, seed) for combo in itertools.product(*snaps)]
     return min(results, key=lambda r: r[0])[1]
 
 
