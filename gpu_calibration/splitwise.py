@@ -26,6 +26,7 @@ from pathlib import Path
 from gpu_calibration.fitting import fit_measurement
 from gpu_calibration.measurement import Measurement
 from llmsched_gym.core.batch import BatchSummary
+from llmsched_gym.costs.operator import OperatorParams
 from llmsched_gym.costs.operator_fit import OperatorFitConfig
 from llmsched_gym.costs.profile import PROFILES_DIR, Profile, profile_path
 from llmsched_gym.costs.profile_fit import MeasuredPoint
@@ -96,7 +97,8 @@ def import_setup(groups: dict[tuple[str, str, int, int, int, int], list[tuple[fl
         points=tuple(setup_points(groups, setup)), source="imported", reference=REFERENCE, caveats=CAVEATS,
         executor_info={"source_columns": "prompt_time, token_time (ms)", "source_hardware": gpu_key},
     )  # fmt: skip
-    return fit_measurement(measurement, OperatorFitConfig(free=PUBLIC_FREE, folds=4, seed=0))
+    config = OperatorFitConfig(free=PUBLIC_FREE, base=OperatorParams(floor_s=0.01), folds=4, seed=0)
+    return fit_measurement(measurement, config)
 
 
 def setups(groups: Iterable[tuple[str, str, int, int, int, int]]) -> list[Setup]:
