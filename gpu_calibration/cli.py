@@ -38,6 +38,9 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per visit (default 3)")
     p.add_argument("--rounds", type=int, default=2, help="visits per batch, each in a new random order (default 2)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds after which no new round starts")
+    p.add_argument("--engine-overhead", default="sarathi", metavar="SCHEDULER",
+                   help="measure the live engine's time per decision with this scheduler and add it to the fit's "
+                   "fixed_s (default sarathi; 'none' to skip)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the design and the visiting order")
     p.add_argument("--out", type=Path, required=True, help="measurement JSON to write")
 
@@ -84,6 +87,7 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--scheduler", default="sarathi", help="registered scheduler (default sarathi)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="scheduler parameter")
     p.add_argument("--seed", type=int, default=0, help="seed of the workload and the scheduler")
+    p.add_argument("--live-runs", type=int, default=1, help="serve the trace live this many times (median, range)")
     p.add_argument("--max-error", type=float, default=None, help="exit 1 if a TTFT/TBT p50/p99 differs by more")
     p.add_argument("--out", type=Path, default=None, help="folder for comparison.json and comparison.png")
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from gpu_calibration.clocks import resolve_clock
+from gpu_calibration.fitting import executor_fit
 from gpu_calibration.measurement import Measurement, load_measurement, read_points_csv
+from gpu_calibration.overhead import measure_engine_overhead
 from llmsched_gym.costs.operator_fit import OperatorFitConfig
 from llmsched_gym.costs.profile import Profile, load_profile
 from llmsched_gym.costs.profile_fit import MeasuredPoint, relative_errors
@@ -56,11 +58,19 @@ def run_profile(args: argparse.Namespace) -> int:
     parts = ", ".join(f"{n} {k}" for k, n in Counter(b.part for b in batches).items())
     print(f"profiling {len(batches)} batches ({parts}) on {runner.device} ...", file=sys.stderr)
     timings = profile_batches(runner, batches, pcfg, progress=_progress)
+    overhead = None
+    if args.engine_overhead != "none":
+        overhead = measure_engine_overhead(args.engine_overhead, runner.config.num_blocks, runner.config.block_size,
+                                           limits.max_context)  # fmt: skip
+        print(f"engine overhead ({overhead.scheduler}): {overhead.seconds * 1e3:.3f} ms per decision", file=sys.stderr)
     gpu, memory = tg.device_identity(runner.device)
     timer = "thread CPU time around LiveRunner.run" if clock == "cpu" else "perf_counter around LiveRunner.run"
     timer += ", CUDA events around the forward" if runner.device.type == "cuda" else ""
-    info = {**tg.executor_info(runner, config), "clock": clock, "timer": timer,
-            "forward_share": round(timings.forward_share(), 4)}  # fmt: skip
+    info = {**tg.executor_info(runner, config), "clock": clock, "timer": timer}
+    if clock == "wall":
+        info["forward_share"] = round(timings.forward_share(), 4)
+    if overhead is not None:
+        info.update(engine_overhead_s=overhead.seconds, engine_overhead_scheduler=overhead.scheduler)
     measurement = Measurement(
         gpu_name=gpu, gpu_memory_bytes=memory, model=tg.model_spec(runner, config.model), tp=1,
         block_size=config.block_size, executor_version=tg.EXECUTOR_VERSION, created=tg.now_iso(),
@@ -122,6 +132,7 @@ def validation_text(profile: Profile) -> str:
 
 
 def _extra_points(path: Path | None) -> list[MeasuredPoint]:
+    """Points of a measurement JSON or a points CSV (none without a path)."""
     if path is None:
         return []
     if path.suffix.lower() == ".csv":
@@ -135,7 +146,7 @@ def run_validate(args: argparse.Namespace) -> int:
     print(validation_text(profile))
     extra = _extra_points(args.points)
     if extra:
-        err = np.abs(relative_errors(profile.fit, extra))
+        err = np.abs(relative_errors(executor_fit(profile), extra))
         print(f"further points ({len(extra)}): median {np.median(err):.2%}, p90 {np.quantile(err, 0.9):.2%}")
     if args.plot is not None:
         from gpu_calibration.plots import plot_fit
@@ -186,7 +197,8 @@ def run_compare(args: argparse.Namespace) -> int:
     requests = [replace(r, id=i) for i, r in enumerate(requests)]
     print(f"serving {len(requests)} requests live with {args.scheduler}, then simulating them ...", file=sys.stderr)
     result = compare_runs(requests, runner, profile, scheduler=args.scheduler,
-                          scheduler_params=_scheduler_params(args.param), seed=args.seed, clock=clock)  # fmt: skip
+                          scheduler_params=_scheduler_params(args.param), seed=args.seed, clock=clock,
+                          live_runs=args.live_runs)  # fmt: skip
     print(result.table())
     if args.out is not None:
         from gpu_calibration.plots import plot_comparison

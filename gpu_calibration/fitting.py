@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from gpu_calibration.measurement import Measurement
+from llmsched_gym.costs.operator import OperatorParams
 from llmsched_gym.costs.operator_fit import OperatorFitConfig, fit_operator
 from llmsched_gym.costs.profile import Profile
+from llmsched_gym.costs.profile_fit import FittedParams
 
 
 def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None = None) -> Profile:
@@ -18,6 +20,7 @@ def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None =
     """
     cfg = config or OperatorFitConfig()
     fit = fit_operator(measurement.points, cfg)
+    overhead = float(measurement.executor_info.get("engine_overhead_s", 0.0))
     n_out = sum(p.flag == "outlier" for p in fit.points)
     holdout = sum(p.role == "holdout" for p in fit.points)
     method = (
@@ -34,6 +37,12 @@ def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None =
         "outlier_rule": f"error > {cfg.outlier_error:.0%} and > {cfg.outlier_sigmas:g} robust sigmas",
         "fixed": {k: v for k, v in asdict(cfg.base).items() if k not in cfg.free and k != "tile_tokens"},
     }
+    if overhead:
+        info["engine_overhead_s"] = overhead
+        info["engine_overhead"] = (
+            f"fixed_s includes the live engine's {overhead * 1e3:.3f} ms per decision "
+            f"({measurement.executor_info.get('engine_overhead_scheduler')}); validation is of the executor alone"
+        )
     return Profile(
         gpu_name=measurement.gpu_name,
         gpu_memory_bytes=measurement.gpu_memory_bytes,
@@ -44,7 +53,7 @@ def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None =
         created=measurement.created,
         provenance=measurement.provenance,
         grid=fit.points,
-        fit=fit.params,
+        fit=fit.params.with_values(fixed_s=fit.params.fixed_s + overhead),
         validation=fit.validation,
         executor_info=measurement.executor_info,
         source=measurement.source,
@@ -52,3 +61,11 @@ def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None =
         caveats=measurement.caveats,
         fit_info=info,
     )
+
+
+def executor_fit(profile: Profile) -> OperatorParams | FittedParams:
+    """The profile's fit without the engine overhead it includes: the model of the executor's iterations alone."""
+    overhead = float(profile.fit_info.get("engine_overhead_s", 0.0))
+    if overhead and isinstance(profile.fit, OperatorParams):
+        return profile.fit.with_values(fixed_s=max(profile.fit.fixed_s - overhead, 0.0))
+    return profile.fit

@@ -53,10 +53,12 @@ def plot_fit(profile: Profile, path: str | os.PathLike[str], *, extra: Sequence[
     v = profile.validation
     med = f"{v.median_abs_error:.1%}" if v.median_abs_error is not None else "n/a"
     p90 = f"{v.p90_abs_error:.1%}" if v.p90_abs_error is not None else "n/a"
-    ax1.set_title(f"{profile.gpu_name} / {profile.model.name} TP{profile.tp}: held-out median {med}, p90 {p90}")
+    method = profile.fit_info.get("validation", "held-out points")
+    title = f"{profile.gpu_name} / {profile.model.name} TP{profile.tp}"
+    ax1.set_title(f"{title}\nvalidation ({method}): median {med}, p90 {p90}", fontsize=10)
     ax1.legend(fontsize=8)
     ax2.axhline(0, color="grey", lw=0.8)
-    ax2.set(xscale="symlog", xlabel="batch tokens", ylabel="error (%)", title="predicted / measured - 1")
+    ax2.set(xscale="log", xlabel="batch tokens", ylabel="error (%)", title="predicted / measured - 1 (final fit)")
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,18 +67,27 @@ def plot_fit(profile: Profile, path: str | os.PathLike[str], *, extra: Sequence[
     return out
 
 
-def plot_comparison(rows: Sequence[tuple[str, float, float, float]], errors: np.ndarray, path: str | os.PathLike[str],
+def plot_comparison(rows: Sequence[Any], errors: np.ndarray, path: str | os.PathLike[str],
                     title: str = "sim vs live") -> Path:  # fmt: skip
-    """Bars of live and simulated latency percentiles, and the histogram of per-iteration errors."""
+    """Bars of live (median, range) and simulated latency percentiles, and the histogram of per-iteration errors.
+
+    Args:
+        rows: :class:`gpu_calibration.compare.Row` records.
+        errors: Per-iteration relative errors.
+        path: Where to write the PNG.
+        title: Title of the left panel.
+    """
     plt = _pyplot()
-    latency = [r for r in rows if r[0].startswith(("TTFT", "TBT", "E2E"))]
+    latency = [r for r in rows if r.metric.startswith(("TTFT", "TBT", "E2E"))]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     x = np.arange(len(latency))
-    ax1.bar(x - 0.2, [r[1] * 1e3 for r in latency], width=0.4, label="live")
-    ax1.bar(x + 0.2, [r[2] * 1e3 for r in latency], width=0.4, label="sim (profile)")
+    live = np.array([r.live for r in latency]) * 1e3
+    spread = np.array([[r.live - r.live_min, r.live_max - r.live] for r in latency]).T * 1e3
+    ax1.bar(x - 0.2, live, width=0.4, yerr=spread, capsize=3, label="live (median, range)")
+    ax1.bar(x + 0.2, [r.sim * 1e3 for r in latency], width=0.4, label="sim (profile)")
     for i, r in enumerate(latency):
-        ax1.annotate(f"{r[3]:+.1%}", (x[i], max(r[1], r[2]) * 1e3), ha="center", va="bottom", fontsize=8)
-    ax1.set_xticks(x, [r[0] for r in latency], fontsize=8)
+        ax1.annotate(f"{r.rel_diff:+.1%}", (x[i], max(r.live_max, r.sim) * 1e3), ha="center", va="bottom", fontsize=8)
+    ax1.set_xticks(x, [r.metric for r in latency], fontsize=8)
     ax1.set(yscale="log", ylabel="ms", title=title)
     ax1.legend(fontsize=8)
     ax2.hist(np.clip(errors * 100, -50, 50), bins=40, color="tab:blue")

@@ -44,6 +44,9 @@ def test_profile_records_grid_fit_validation_and_provenance(run_dir: Path) -> No
     assert v.median_abs_error is not None and v.p90_abs_error is not None
     assert 0 <= v.median_abs_error <= v.p90_abs_error <= v.max_abs_rel_error < math.inf
     assert all(p.repeats in (2, 4) and p.spread is not None for p in profile.grid)  # noisy ones measured twice
+    overhead = info["engine_overhead_s"]
+    assert 0 < overhead < 0.05 and profile.fit_info["engine_overhead_s"] == overhead
+    assert profile.fit.fixed_s >= overhead  # the fit charges the live engine's time per decision
 
 
 def test_validate_writes_the_plot_and_checks_goals(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,13 +58,15 @@ def test_validate_writes_the_plot_and_checks_goals(run_dir: Path, capsys: pytest
 
 def test_compare_serves_live_and_simulates_with_the_profile(run_dir: Path) -> None:
     args = ["calibrate", "compare", "--profile", str(run_dir / "p.json"), *SIZE, "--workload", "synthetic-sharegpt",
-            "--n-requests", "12", "--rate", "8", "--max-total", "384", "--out", str(run_dir / "cmp")]  # fmt: skip
+            "--n-requests", "12", "--rate", "8", "--max-total", "384", "--live-runs", "2",
+            "--out", str(run_dir / "cmp")]  # fmt: skip
     assert main(args) == 0
     data = json.loads((run_dir / "cmp" / "comparison.json").read_text())
     metrics = {m["metric"]: m for m in data["metrics"]}
     assert {"TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "output tok/s"} <= set(metrics)
     assert all(math.isfinite(m["live"]) and math.isfinite(m["sim"]) for m in metrics.values())
-    assert data["live"]["finished"] == data["sim"]["finished"] == data["requests"] > 0
+    assert data["live"][0]["finished"] == data["live"][1]["finished"] == data["sim"]["finished"] == data["requests"] > 0
+    assert all(m["live_min"] <= m["live"] <= m["live_max"] for m in metrics.values())
     assert data["iterations"]["n"] > 10 and (run_dir / "cmp" / "comparison.png").is_file()
 
 
