@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ from llmsched_gym.core.cost_kernels import (
     times,
 )
 from llmsched_gym.costs import OperatorCostModel, OperatorParams
-from llmsched_gym.costs.profile import ProfileCostModel
+from llmsched_gym.costs.profile import PROFILES_DIR, ProfileCostModel
 from llmsched_gym.costs.profile_fit import FittedParams
 from llmsched_gym.costs.roofline import RooflineCostModel, RooflineParams
 from tests.costs.batches import OPERATOR_SAMPLE
@@ -126,3 +127,58 @@ def test_roofline_is_the_operator_form_of_its_derived_coefficients():
     batch = BatchSummary.of([(700, 300), (12, 0)], 40, 40 * 900)
     assert roofline.iteration_time(batch) == same.iteration_time(batch)
     assert roofline.compiled_form().form == OPERATOR
+
+
+operator_params = st.builds(
+    OperatorParams,
+    fixed_s=st.floats(1e-6, 1e-2),
+    floor_s=st.floats(0, 5e-2),
+    host_seq_s=st.floats(0, 1e-3),
+    overlap_p=st.sampled_from([1.0, 2.0, 3.5, 8.0, 64.0]),
+    weights_s=st.floats(0, 5e-2),
+    token_s=st.floats(0, 1e-3),
+    seq_s=st.floats(0, 1e-3),
+    gemm_p=st.sampled_from([1.0, 2.0, 4.0, 5.5, 64.0]),
+    tile_tokens=st.sampled_from([0, 16, 64, 128]),
+    chunk_s=st.floats(0, 1e-2),
+    attn_s=st.floats(0, 1e-9),
+    prefill_ctx_s=st.floats(0, 1e-6),
+    decode_s=st.floats(0, 1e-3),
+    kv_s=st.floats(0, 1e-6),
+    comm_s=st.floats(0, 1e-4),
+    comm_latency_s=st.floats(0, 1e-3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(params=operator_params, prefill=chunks, n_dec=st.integers(0, 600), ctx=st.integers(0, 8000),
+       grow=st.sampled_from(["chunk", "context", "decode", "decode_context"]))  # fmt: skip
+def test_any_valid_operator_coefficients_give_positive_times_that_never_shrink_as_work_grows(
+    params, prefill, n_dec, ctx, grow
+):
+    model = OperatorCostModel(params)
+    base = BatchSummary.of(prefill, n_dec, n_dec * ctx)
+    t = model.iteration_time(base)
+    assert t > 0 and math.isfinite(t)
+    if grow == "chunk" and prefill:
+        bigger = BatchSummary.of([(c + 37, x) for c, x in prefill], n_dec, n_dec * ctx)
+    elif grow == "context" and prefill:
+        bigger = BatchSummary.of([(c, x + 500) for c, x in prefill], n_dec, n_dec * ctx)
+    elif grow == "decode":
+        bigger = BatchSummary.of(prefill, n_dec + 5, n_dec * ctx + 5 * ctx)
+    else:
+        bigger = BatchSummary.of(prefill, n_dec, n_dec * ctx + 1000)
+    assert model.iteration_time(bigger) >= t * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in PROFILES_DIR.glob("*/*.json")))
+def test_shipped_profiles_stay_sane_far_beyond_their_grid(path):
+    model = ProfileCostModel(path)
+    decode = [
+        model.iteration_time(BatchSummary.of(n_decodes=n, decode_context_sum=n * 2048)) for n in (512, 1024, 2048)
+    ]
+    prefill = [model.iteration_time(BatchSummary.of([(c, 0)])) for c in (16_384, 32_768, 65_536)]
+    for seq in (decode, prefill):
+        assert all(math.isfinite(t) and t > 0 for t in seq)
+        assert all(1.0 <= b / a <= 4.05 for a, b in itertools.pairwise(seq))  # at most quadratic (attention)
+    assert all(b / a <= 2.05 for a, b in itertools.pairwise(decode))  # decode grows at most linearly
