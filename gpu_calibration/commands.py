@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,52 +40,60 @@ def _progress(done: int, planned: int) -> None:
 def run_profile(args: argparse.Namespace) -> int:
     """``calibrate profile``: build the executor, time the design, write the measurement."""
     from gpu_calibration import target as tg
-    from gpu_calibration.design import DesignConfig, design
     from gpu_calibration.profiler import ProfilerConfig, profile_batches
 
     config = _target(args)
     assert isinstance(config, tg.TargetConfig)
     runner = tg.build_runner(config)
-    limits = tg.limits_of(runner, config)
-    if args.max_context is not None:
-        limits = replace(limits, max_context=min(limits.max_context, args.max_context))
-    dcfg = DesignConfig.small() if args.design == "small" else DesignConfig()
-    if args.n_random is not None:
-        dcfg = replace(dcfg, n_random=args.n_random)
-    batches = design(dcfg, limits, np.random.default_rng(args.seed))
+    batches, max_context = _design_for(args, runner, config)
     clock = resolve_clock(args.clock, runner.device.type)
     pcfg = ProfilerConfig(warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, seed=args.seed,
                           time_budget_s=args.time_budget, clock=clock)  # fmt: skip
     parts = ", ".join(f"{n} {k}" for k, n in Counter(b.part for b in batches).items())
     print(f"profiling {len(batches)} batches ({parts}) on {runner.device} ...", file=sys.stderr)
     timings = profile_batches(runner, batches, pcfg, progress=_progress)
-    overhead = None
-    if args.engine_overhead != "none":
-        overhead = measure_engine_overhead(args.engine_overhead, runner.config.num_blocks, runner.config.block_size,
-                                           limits.max_context)  # fmt: skip
-        print(f"engine overhead ({overhead.scheduler}): {overhead.seconds * 1e3:.3f} ms per decision", file=sys.stderr)
-    gpu, memory = tg.device_identity(runner.device)
-    timer = "thread CPU time around LiveRunner.run" if clock == "cpu" else "perf_counter around LiveRunner.run"
-    timer += ", CUDA events around the forward" if runner.device.type == "cuda" else ""
-    info = {**tg.executor_info(runner, config), "clock": clock, "timer": timer}
+    info = {**tg.executor_info(runner, config), "clock": clock}
+    info["timer"] = (
+        ("thread CPU time" if clock == "cpu" else "perf_counter")
+        + " around LiveRunner.run"
+        + (", CUDA events around the forward" if runner.device.type == "cuda" else "")
+    )
     if clock == "wall":
         info["forward_share"] = round(timings.forward_share(), 4)
-    if overhead is not None:
-        info.update(engine_overhead_s=overhead.seconds, engine_overhead_scheduler=overhead.scheduler)
+    if args.engine_overhead != "none":
+        cost = measure_engine_overhead(args.engine_overhead, runner.config.num_blocks,
+                                       runner.config.block_size, max_context)  # fmt: skip
+        print(f"engine overhead ({cost.scheduler}): {cost.seconds * 1e3:.3f} ms per decision", file=sys.stderr)
+        info.update(engine_overhead_s=cost.seconds, engine_overhead_scheduler=cost.scheduler)
+    gpu, memory = tg.device_identity(runner.device)
+    provenance = (
+        f"gpu_calibration profile: {len(batches)} batches ({parts}); {pcfg.rounds} rounds x {pcfg.repeats} timed runs "
+        f"after {pcfg.warmup} warm-up per visit, batches in a new random order each round (seed {args.seed}), noisy "
+        f"batches re-measured; medians; {timings.elapsed_s:.0f} s"
+    )
     measurement = Measurement(
         gpu_name=gpu, gpu_memory_bytes=memory, model=tg.model_spec(runner, config.model), tp=1,
         block_size=config.block_size, executor_version=tg.EXECUTOR_VERSION, created=tg.now_iso(),
-        provenance=(
-            f"gpu_calibration profile: {len(batches)} batches ({parts}); {pcfg.rounds} rounds x {pcfg.repeats} timed "
-            f"runs after {pcfg.warmup} warm-up per visit, batches in a new random order each round (seed "
-            f"{args.seed}), noisy batches re-measured; medians; {timings.elapsed_s:.0f} s"
-        ),
-        points=tuple(timings.points(pcfg.noisy_spread)), executor_info=info,
+        provenance=provenance, points=tuple(timings.points(pcfg.noisy_spread)), executor_info=info,
     )  # fmt: skip
     path = measurement.save(args.out)
     noisy = sum(p.flag == "noisy" for p in measurement.points)
     print(f"wrote {len(measurement.points)} points ({noisy} noisy) to {path} in {timings.elapsed_s:.0f} s")
     return 0
+
+
+def _design_for(args: argparse.Namespace, runner: Any, config: Any) -> tuple[list[Any], int]:
+    """The designed batches for ``runner`` (``--design``, ``--max-context``, ``--n-random``) and the context cap."""
+    from gpu_calibration import target as tg
+    from gpu_calibration.design import DesignConfig, design
+
+    limits = tg.limits_of(runner, config)
+    if args.max_context is not None:
+        limits = replace(limits, max_context=min(limits.max_context, args.max_context))
+    dcfg = DesignConfig.small() if args.design == "small" else DesignConfig()
+    if args.n_random is not None:
+        dcfg = replace(dcfg, n_random=args.n_random)
+    return design(dcfg, limits, np.random.default_rng(args.seed)), limits.max_context
 
 
 def _measurement(args: argparse.Namespace) -> Measurement:
@@ -171,12 +180,30 @@ def run_compare(args: argparse.Namespace) -> int:
     """``calibrate compare``: live vs simulated on the same trace."""
     from gpu_calibration import target as tg
     from gpu_calibration.compare import compare_runs
-    from llmsched_gym.workloads import make_workload
 
     config = _target(args)
     assert isinstance(config, tg.TargetConfig)
     profile = load_profile(args.profile)
     runner = tg.build_runner(config)
+    clock = _check_profile(args, profile, runner, config)
+    requests = _compare_requests(args, runner.max_context)
+    print(f"serving {len(requests)} requests live with {args.scheduler}, then simulating them ...", file=sys.stderr)
+    result = compare_runs(requests, runner, profile, scheduler=args.scheduler,
+                          scheduler_params=_scheduler_params(args.param), seed=args.seed, clock=clock,
+                          live_runs=args.live_runs)  # fmt: skip
+    print(result.table())
+    if args.out is not None:
+        _write_comparison(args, result, len(requests))
+    if args.max_error is not None and result.worst_goal_error() > args.max_error:
+        print(f"sim vs live: {result.worst_goal_error():.1%} > {args.max_error:.1%}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_profile(args: argparse.Namespace, profile: Profile, runner: Any, config: Any) -> str:
+    """Raise unless ``profile`` was measured on this executor (GPU, model, TP, block size, clock); the clock."""
+    from gpu_calibration import target as tg
+
     gpu, _ = tg.device_identity(runner.device)
     profile.check_run(gpu=gpu, model=tg.model_spec(runner, config.model), tp=1, block_size=config.block_size,
                       source=f"profile {args.profile}")  # fmt: skip
@@ -185,35 +212,30 @@ def run_compare(args: argparse.Namespace) -> int:
     if measured != clock:
         raise ProfileError(f"profile {args.profile} was measured with the {measured} clock but the run uses {clock}: "
                            f"pass --clock {measured} or profile again")  # fmt: skip
-    options = {} if args.max_total is None else {"max_total": args.max_total}
-    rng = np.random.default_rng(args.seed)
-    requests = [
-        r
-        for r in make_workload(
-            args.workload, rng=rng, n_requests=args.n_requests, rate=args.rate, trace_dir=args.trace_dir, **options
-        )
-        if r.prompt_len + r.target_output_len <= runner.max_context
-    ]
-    requests = [replace(r, id=i) for i, r in enumerate(requests)]
-    print(f"serving {len(requests)} requests live with {args.scheduler}, then simulating them ...", file=sys.stderr)
-    result = compare_runs(requests, runner, profile, scheduler=args.scheduler,
-                          scheduler_params=_scheduler_params(args.param), seed=args.seed, clock=clock,
-                          live_runs=args.live_runs)  # fmt: skip
-    print(result.table())
-    if args.out is not None:
-        from gpu_calibration.plots import plot_comparison
+    return clock
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        data = {"profile": str(args.profile), "scheduler": args.scheduler, "workload": args.workload,
-                "requests": len(requests), "rate": args.rate, **result.as_dict()}  # fmt: skip
-        (args.out / "comparison.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
-        plot_comparison(result.rows(), result.iteration_errors, args.out / "comparison.png",
-                        title=f"{args.scheduler} on {len(requests)} {args.workload} requests")  # fmt: skip
-        print(f"wrote {args.out / 'comparison.json'} and comparison.png")
-    if args.max_error is not None and result.worst_goal_error() > args.max_error:
-        print(f"sim vs live: {result.worst_goal_error():.1%} > {args.max_error:.1%}", file=sys.stderr)
-        return 1
-    return 0
+
+def _compare_requests(args: argparse.Namespace, max_context: int) -> list[Any]:
+    """The workload of ``compare``, without requests longer than the model's context, ids renumbered."""
+    from llmsched_gym.workloads import make_workload
+
+    options = {} if args.max_total is None else {"max_total": args.max_total}
+    stream = make_workload(args.workload, rng=np.random.default_rng(args.seed), n_requests=args.n_requests,
+                           rate=args.rate, trace_dir=args.trace_dir, **options)  # fmt: skip
+    fitting = [r for r in stream if r.prompt_len + r.target_output_len <= max_context]
+    return [replace(r, id=i) for i, r in enumerate(fitting)]
+
+
+def _write_comparison(args: argparse.Namespace, result: Any, n_requests: int) -> None:
+    from gpu_calibration.plots import plot_comparison
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = {"profile": str(args.profile), "scheduler": args.scheduler, "workload": args.workload,
+            "requests": n_requests, "rate": args.rate, **result.as_dict()}  # fmt: skip
+    (args.out / "comparison.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    plot_comparison(result.rows(), result.iteration_errors, args.out / "comparison.png",
+                    title=f"{args.scheduler} on {n_requests} {args.workload} requests")  # fmt: skip
+    print(f"wrote {args.out / 'comparison.json'} and comparison.png")
 
 
 def _scheduler_params(pairs: list[str]) -> dict[str, object]:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from gpu_calibration.measurement import Measurement
 from llmsched_gym.costs.operator import OperatorParams
-from llmsched_gym.costs.operator_fit import OperatorFitConfig, fit_operator
+from llmsched_gym.costs.operator_fit import OperatorFit, OperatorFitConfig, fit_operator
 from llmsched_gym.costs.profile import Profile
 from llmsched_gym.costs.profile_fit import FittedParams
 
@@ -21,28 +21,7 @@ def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None =
     cfg = config or OperatorFitConfig()
     fit = fit_operator(measurement.points, cfg)
     overhead = float(measurement.executor_info.get("engine_overhead_s", 0.0))
-    n_out = sum(p.flag == "outlier" for p in fit.points)
-    holdout = sum(p.role == "holdout" for p in fit.points)
-    method = (
-        f"{holdout} held-out points" if holdout else (f"{cfg.folds}-fold cross-validation" if cfg.folds else "none")
-    )
-    info = {
-        "method": "least squares of log(predicted / measured), Levenberg-Marquardt, multi-start",
-        "free": list(cfg.free),
-        "tiles": list(cfg.tiles),
-        "starts": cfg.starts,
-        "seed": cfg.seed,
-        "validation": method,
-        "outliers": n_out,
-        "outlier_rule": f"error > {cfg.outlier_error:.0%} and > {cfg.outlier_sigmas:g} robust sigmas",
-        "fixed": {k: v for k, v in asdict(cfg.base).items() if k not in cfg.free and k != "tile_tokens"},
-    }
-    if overhead:
-        info["engine_overhead_s"] = overhead
-        info["engine_overhead"] = (
-            f"fixed_s includes the live engine's {overhead * 1e3:.3f} ms per decision "
-            f"({measurement.executor_info.get('engine_overhead_scheduler')}); validation is of the executor alone"
-        )
+    info = fit_info(cfg, fit, overhead, str(measurement.executor_info.get("engine_overhead_scheduler")))
     return Profile(
         gpu_name=measurement.gpu_name,
         gpu_memory_bytes=measurement.gpu_memory_bytes,
@@ -61,6 +40,33 @@ def fit_measurement(measurement: Measurement, config: OperatorFitConfig | None =
         caveats=measurement.caveats,
         fit_info=info,
     )
+
+
+def fit_info(cfg: OperatorFitConfig, fit: OperatorFit, overhead: float, scheduler: str) -> dict[str, object]:
+    """The profile's ``fit.info``: how the fit was made and validated, and the engine overhead it includes."""
+    n_out = sum(p.flag == "outlier" for p in fit.points)
+    holdout = sum(p.role == "holdout" for p in fit.points)
+    method = (
+        f"{holdout} held-out points" if holdout else (f"{cfg.folds}-fold cross-validation" if cfg.folds else "none")
+    )
+    info: dict[str, object] = {
+        "method": "least squares of log(predicted / measured), Levenberg-Marquardt, multi-start",
+        "free": list(cfg.free),
+        "tiles": list(cfg.tiles),
+        "starts": cfg.starts,
+        "seed": cfg.seed,
+        "validation": method,
+        "outliers": n_out,
+        "outlier_rule": f"error > {cfg.outlier_error:.0%} and > {cfg.outlier_sigmas:g} robust sigmas",
+        "fixed": {k: v for k, v in asdict(cfg.base).items() if k not in cfg.free and k != "tile_tokens"},
+    }
+    if overhead:
+        info["engine_overhead_s"] = overhead
+        info["engine_overhead"] = (
+            f"fixed_s includes the live engine's {overhead * 1e3:.3f} ms per decision ({scheduler}); validation is "
+            "of the executor alone"
+        )
+    return info
 
 
 def executor_fit(profile: Profile) -> OperatorParams | FittedParams:

@@ -63,32 +63,47 @@ def levenberg_marquardt(
     hi = np.full(x0.size, np.inf) if upper is None else upper
     x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
     r = fun(x)
-    cost = float(r @ r)
-    damping = 1e-3
+    state = _State(x, r, float(r @ r), 1e-3)
     accepted = 0
     for _ in range(max_iter):
-        jac = _jacobian(fun, x, r)
-        normal = jac.T @ jac
-        grad = jac.T @ r
-        improved = False
-        while damping < 1e12:
-            scaled = normal + damping * np.diag(np.diag(normal) + 1e-12)
-            try:
-                step = np.linalg.solve(scaled, -grad)
-            except np.linalg.LinAlgError:
-                damping *= 10.0
-                continue
-            trial = np.clip(x + step, lo, hi)
-            r_trial = fun(trial)
-            c_trial = float(r_trial @ r_trial)
-            if np.isfinite(c_trial) and c_trial < cost:
-                gain = cost - c_trial
-                x, r, cost = trial, r_trial, c_trial
-                damping = max(damping / 3.0, 1e-12)
-                accepted += 1
-                improved = gain > rtol * max(cost, 1e-300)
-                break
-            damping *= 4.0
-        if not improved:
+        jac = _jacobian(fun, state.x, state.r)
+        gain = _damped_step(fun, state, jac.T @ jac, jac.T @ state.r, lo, hi)
+        if gain is None:
             break
-    return LSQResult(x, cost, accepted)
+        accepted += 1
+        if gain <= rtol * max(state.cost, 1e-300):
+            break
+    return LSQResult(state.x, state.cost, accepted)
+
+
+@dataclass(slots=True)
+class _State:
+    """The solver's current point, its residuals and cost, and the damping."""
+
+    x: FloatArray
+    r: FloatArray
+    cost: float
+    damping: float
+
+
+def _damped_step(
+    fun: Residuals, state: _State, normal: FloatArray, grad: FloatArray, lo: FloatArray, hi: FloatArray
+) -> float | None:
+    """Raise the damping until a step lowers the cost; take it and return the gain (None: no step does)."""
+    while state.damping < 1e12:
+        scaled = normal + state.damping * np.diag(np.diag(normal) + 1e-12)
+        try:
+            step = np.linalg.solve(scaled, -grad)
+        except np.linalg.LinAlgError:
+            state.damping *= 10.0
+            continue
+        trial = np.clip(state.x + step, lo, hi)
+        r_trial = fun(trial)
+        c_trial = float(r_trial @ r_trial)
+        if np.isfinite(c_trial) and c_trial < state.cost:
+            gain = state.cost - c_trial
+            state.x, state.r, state.cost = trial, r_trial, c_trial
+            state.damping = max(state.damping / 3.0, 1e-12)
+            return gain
+        state.damping *= 4.0
+    return None
