@@ -36,7 +36,7 @@ from reproductions._common import (
 )
 
 GPU, MODEL = "H100-80GB", "Mistral-7B"
-COST_KWARGS: dict[str, Any] = {"gpu": GPU, "model": MODEL}
+COST_KWARGS: dict[str, Any] = {"gpu": GPU, "model": MODEL, "preset": "cuda-graphs"}
 DATASETS = {"sharegpt": 8192, "arxiv": 16384}
 """Workload name → context cap (the paper's max_model_len; totals above it are removed, spec §1.5)."""
 SLO_FACTORS = {"strict": 5.0, "relaxed": 25.0}

@@ -186,6 +186,7 @@ def add_optional(sub: Sub) -> None:
     for module, register in (
         ("llmsched_gym.executor.cli", "add_live_parser"),
         ("llmsched_gym.compare.cli", "add_compare_parser"),
+        ("gpu_calibration.cli", "add_calibrate_parser"),
         ("llmsched_gym.tasks.cli", "add_tasks_parser"),
         ("train.cli", "add_train_parser"),
         ("train.cli", "add_evaluate_parser"),

@@ -164,7 +164,7 @@ def build_setup(args: argparse.Namespace, *, sample_dt: float | None = 1.0) -> S
     from llmsched_gym.costs import make_cost_model
     from llmsched_gym.hardware import get_gpu, get_model, kv_capacity_blocks
 
-    cost = make_cost_model(args.cost_model, gpu=args.gpu, model=args.model, tp=args.tp)
+    cost = make_cost_model(args.cost_model, gpu=args.gpu, model=args.model, tp=args.tp, block_size=args.block_size)
     blocks = args.num_blocks
     if blocks is None:
         blocks = kv_capacity_blocks(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from llmsched_gym.core.request import SLOClass
+from llmsched_gym.costs import make_cost_model
 from llmsched_gym.env.episodes import WorkloadSpec
 from llmsched_gym.env.events import DecisionEvents
 from llmsched_gym.tasks.task import EpisodeSet, Task
@@ -13,6 +14,10 @@ from llmsched_gym.tasks.task import EpisodeSet, Task
 PAYING = SLOClass("paying", ttft_s=1.0, tbt_s=0.1)
 FREE = SLOClass("free", ttft_s=3.0, tbt_s=0.5)
 TWO_CLASSES = (PAYING, FREE)
+
+COST = make_cost_model("roofline", gpu="H100-80GB", model="Llama-2-7B", preset="cuda-graphs")
+"""The tasks' iteration costs: the roofline fitted to this project's executor on an H100 with CUDA graphs (pinned,
+so that a change of the library's default cost model does not move task scores)."""
 
 HOLD = DecisionEvents(arrival=False, completion=False, kv_shortfall=False, max_iterations=100)
 """Decisions of the tasks: every 100 engine iterations (about 20-40 decisions per episode). A priority rule adapts
@@ -50,7 +55,7 @@ SLO_GOODPUT = Task(
         "rad-hybrid",
     ),
     base="sarathi-spf",
-    env=(("events", HOLD),),
+    env=(("events", HOLD), ("cost_model", COST)),
 )
 
 _KV_TRAIN = WorkloadSpec(
@@ -84,7 +89,7 @@ KV_LATENCY = Task(
         "alpha-beta-clear",
     ),
     base="sarathi-spf",
-    env=(("num_blocks", 1200), ("events", HOLD)),
+    env=(("num_blocks", 1200), ("events", HOLD), ("cost_model", COST)),
     reward_kwargs=(("scale", 0.01),),
 )
 
@@ -113,7 +118,7 @@ FAIR_SHARE = Task(
         "rpm-20",
     ),
     base="sarathi-lcs",
-    env=(("num_blocks", 800), ("events", HOLD)),
+    env=(("num_blocks", 800), ("events", HOLD), ("cost_model", COST)),
 )
 
 _AZURE = {"name": "azure-conv-2023", "rate": None, "n_requests": 200, "window_s": 60.0, "slo": TWO_CLASSES}
@@ -147,7 +152,7 @@ BURSTY_GOODPUT = Task(
         "rad-hybrid",
     ),
     base="sarathi-spf",
-    env=(("events", HOLD),),
+    env=(("events", HOLD), ("cost_model", COST)),
 )
 
 TASKS: Mapping[str, Task] = MappingProxyType({t.name: t for t in (SLO_GOODPUT, KV_LATENCY, FAIR_SHARE, BURSTY_GOODPUT)})
