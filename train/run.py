@@ -127,6 +127,10 @@ def train(args: TrainArgs) -> Path:
     torch.set_num_threads(1)
     task = get_task(args.task)
     run_dir = args.run_dir
+    if not args.resume and (run_dir / "args.json").exists():
+        raise FileExistsError(
+            f"{run_dir} holds a run already: continue it with --resume, or give another --run-name or --out"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         (run_dir / "args.json").write_text(args.to_json())
