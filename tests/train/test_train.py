@@ -49,3 +49,10 @@ def test_bad_arguments_name_the_field_and_the_fix() -> None:
         TrainArgs(algo="maskable_ppo", mode="priority")
     with pytest.raises(ValueError, match="n_procs=3 must not exceed n_envs=2"):
         TrainArgs(n_envs=2, n_procs=3)
+
+
+def test_a_fresh_run_refuses_a_directory_that_holds_one(smoke_runs: dict[str, Path]) -> None:
+    run = smoke_runs["priority"]
+    args = TrainArgs(task="slo-goodput", out=str(run.parent), run_name=run.name, **SMOKE)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(args)
