@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 import numpy as np
 
+from llmsched_gym.core import rules
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.table import WAITING
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT
+from llmsched_gym.core.rules import WAITING
 from llmsched_gym.core.view import EngineView
 
-UNBOUNDED_REPEAT = 1 << 30
+__all__ = [
+    "UNBOUNDED_REPEAT",
+    "WaitingQueue",
+    "decode_block_needs",
+    "decode_with_preemption",
+]  # the constant's home is core.plan
+_decode_blocks = rules.decode_blocks.py_func
 
 
 class WaitingQueue:
@@ -18,6 +27,7 @@ class WaitingQueue:
 
     Call :meth:`sync` at the start of every ``schedule`` to take in the view's new arrivals and the
     engine's overflow evictions; put the scheduler's own preemptions back with :meth:`push_front`.
+    Compiled segments take the queue's head (:meth:`head`) and hand back its new head (:meth:`resume`).
     """
 
     def __init__(self) -> None:
@@ -41,14 +51,28 @@ class WaitingQueue:
         for rid in reversed(ids):
             self.items.appendleft(rid)
 
+    def head(self, room: int) -> tuple[IntArray, bool]:
+        """The first ``room`` ids and whether more follow them."""
+        q = self.items
+        n = min(room, len(q))
+        return np.fromiter(islice(q, n), dtype=np.int64, count=n), len(q) > n
+
+    def resume(self, given: int, head: IntArray, arrived: range, more: bool) -> None:
+        """Replace the ``given`` first ids by a segment's final ``head``; with ``more``, arrivals join the back."""
+        q = self.items
+        for _ in range(given):
+            q.popleft()
+        q.extendleft(reversed(head.tolist()))
+        if more:
+            q.extend(arrived)
+
     def __len__(self) -> int:
         return len(self.items)
 
 
 def decode_block_needs(view: EngineView, ids: IntArray) -> IntArray:
     """New blocks each of ``ids`` needs to cache one more token."""
-    bs = view.block_size
-    out: IntArray = np.maximum(-(-(view.computed[ids] + 1) // bs) - view.blocks[ids], 0)
+    out: IntArray = _decode_blocks(view.computed[ids], view.blocks[ids], view.block_size)
     return out
 
 
@@ -77,10 +101,10 @@ def decode_with_preemption(
     todo = deque(order)
     while todo:
         rid = todo.popleft()
-        if view.pending(rid) != 1 or view.generated[rid] < 1:
+        if not rules.is_decode.py_func(view.prompt[rid], view.generated[rid], view.computed[rid]):
             partials.append(rid)
             continue
-        need = max(0, -(-(int(view.computed[rid]) + 1) // bs) - int(view.blocks[rid]))
+        need = int(_decode_blocks(view.computed[rid], view.blocks[rid], bs))
         while need > free and todo:
             victim = todo.pop()
             preempted.append(victim)

@@ -54,11 +54,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, decode_block_needs
+from baselines._queue import decode_block_needs
 from baselines.predictors import OutputPredictor, PredictorConfig
 from baselines.wait import check_restart_mode
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements, RestartMode
 from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView

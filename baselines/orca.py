@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
-from llmsched_gym.core.plan import BatchPlan
+from baselines._queue import WaitingQueue
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
 

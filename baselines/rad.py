@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_block_needs
+from baselines._queue import WaitingQueue, decode_block_needs
 from baselines.sarathi import SarathiServe, decode_with_preemption
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
 

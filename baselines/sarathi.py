@@ -2,7 +2,7 @@
 
 Paper: Agrawal et al., "Taming Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve",
 OSDI'24 (arXiv 2403.02310), Algorithm 3 and §4.1–4.3. Code: ``microsoft/sarathi-serve``,
-``sarathi/core/scheduler/sarathi_scheduler.py``. Spec: ``specs/baselines.md`` §6.
+``sarathi/core/scheduler/sarathi_scheduler.py``. Spec: ``docs/specs/baselines.md`` §6.
 
 Per iteration: running requests oldest first; every decode gets one token (preempting the youngest
 unprocessed running request while no KV slot is free); then every ongoing partial prefill gets
@@ -35,23 +35,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from baselines._fused_sarathi import run_segment
-from baselines._kernels import FAST_OK, fcfs_chunked_plan, split_running
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_with_preemption
+from baselines._kernels import sarathi_plan, sarathi_plan_of, split_running
+from baselines._queue import WaitingQueue, decode_with_preemption
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.rules import WAITING, is_decode
+from llmsched_gym.core.segment import PLAN_OK, specialize
 from llmsched_gym.core.view import EngineView
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-_NO_IDS = np.zeros(0, dtype=np.int64)  # the head of an empty queue (size 0: nothing can write it)
+SEGMENT = specialize(sarathi_plan)  # the engine's segment loop running Sarathi-Serve's compiled plan
+_is_decode = is_decode.py_func
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +177,24 @@ class SarathiServe:
         """A callable advancing ``engine`` by compiled segments of decisions, where this configuration has one.
 
         Used by :func:`llmsched_gym.simulate.run_engine`; ``None`` unless the compiled path is on, the
-        engine fuses its steps (a compiled cost model) and no per-token times are recorded.
+        engine has a compiled cost model and no per-token times are recorded.
         """
-        cost = engine.compiled_cost
-        if not self._compiled or cost is None or engine.recorder.config.token_times:
+        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
             return None
-        return partial(run_segment, self, engine, cost)
+        return partial(self._segment, engine)
+
+    def _segment(self, engine: Engine) -> None:
+        """Advance ``engine`` by a compiled segment of decisions, or by one Python decision where it stops at once."""
+        view = engine.view()
+        self.queue.sync(view)
+        cfg, n_arrived = self.config, view.n_arrived
+        head, more = self.queue.head(2 * cfg.max_num_seqs + 1)
+        seg = engine.run_segment(SEGMENT, (cfg.chunk_size, cfg.max_num_seqs), waiting=head, more_waiting=more)
+        self.queue.resume(head.size, seg.queue, range(n_arrived, seg.n_arrived), more)
+        log = seg.outcome.log
+        self.budget_overruns += int(np.count_nonzero(log[:, 4] > cfg.chunk_size * log[:, 2]))
+        if seg.outcome.decisions == 0:
+            engine.step(self._python_plan(view))
 
     def schedule(self, view: EngineView) -> BatchPlan:
         """Build the hybrid batch: decodes, ongoing prefills, then admissions."""
@@ -194,9 +207,11 @@ class SarathiServe:
             plan = self._compiled_plan(view)
             if plan is not None:
                 return plan
-        srt, decodes, partial_ids, total_need = split_running(
-            view.running, view.prompt, view.generated, view.computed, view.blocks, view.block_size
-        )
+        return self._python_plan(view)
+
+    def _python_plan(self, view: EngineView) -> BatchPlan:
+        """The reference Python path of :meth:`plan` (every configuration)."""
+        srt, decodes, partial_ids, total_need = split_running(view.running.copy(), view.ints, view.block_size)
         free = view.free_blocks
         if total_need <= free:
             partials: list[int] = partial_ids.tolist()
@@ -224,29 +239,34 @@ class SarathiServe:
         return BatchPlan(ids, tokens, reject=tuple(rejects), repeat=repeat, arrival_sensitive=sensitive)
 
     def _compiled_plan(self, view: EngineView) -> BatchPlan | None:
-        """The default configuration's plan in one compiled call, or None where the Python path must decide.
+        """The default configuration's plan in one compiled call (:func:`~baselines._kernels.sarathi_plan`).
 
-        Same rules and the same row order as the Python path (a test compares both on random workloads).
+        ``None`` where the Python path must decide. Same rules and row order as the Python path (tested).
         """
         cfg = self.config
-        q = self.queue.items
         running = view.running
-        room = max(cfg.max_num_seqs - running.size, 0) + 1  # every candidate the admission loop can reach
-        head = np.fromiter(islice(q, room), dtype=np.int64, count=min(room, len(q))) if q else _NO_IDS
-        status, ids, tokens, n_dec, admitted, used = fcfs_chunked_plan(
-            running, head, view.prompt, view.generated, view.computed, view.blocks, view.block_size,
-            view.free_blocks, view.total_blocks - view.watermark_blocks, view.watermark_blocks, cfg.chunk_size,
-            cfg.max_num_seqs,
-        )  # fmt: skip
-        if status != FAST_OK:
+        head, more = self.queue.head(max(cfg.max_num_seqs - running.size, 0) + 1)  # every candidate it can reach
+        out = sarathi_plan_of(
+            (view.ints, view.floats, view.state),
+            running.copy(),
+            head,
+            more,
+            view.free_blocks,
+            view.total_blocks,
+            view.block_size,
+            view.prompt_allocation,
+            view.watermark_blocks,
+            (cfg.chunk_size, cfg.max_num_seqs),
+        )
+        if out.status != PLAN_OK or out.victims.size:  # preemptions: the Python path (it reports their order)
             return None
-        for _ in range(admitted):
-            q.popleft()
-        self.plan_decodes = ids[:n_dec]
+        for _ in range(int(np.count_nonzero(view.state[out.ids] == WAITING))):
+            self.queue.items.popleft()
+        n_dec = int(np.count_nonzero(_is_decode(view.prompt[out.ids], view.generated[out.ids], view.computed[out.ids])))
+        self.plan_decodes = out.ids[:n_dec]
         if n_dec > cfg.chunk_size:
             self.budget_overruns += 1
-        sensitive = len(q) == 0 and used < cfg.chunk_size
-        return BatchPlan(ids, tokens, repeat=UNBOUNDED_REPEAT, arrival_sensitive=sensitive)
+        return BatchPlan(out.ids, out.tokens, repeat=out.repeat, arrival_sensitive=out.arrival_sensitive)
 
     def _chunk_limit(self, view: EngineView, rid: int) -> int:
         """The request's chunk size: ``chunk_size``, or its dynamic-chunking stage size."""

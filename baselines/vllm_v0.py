@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_block_needs
+from baselines._queue import WaitingQueue, decode_block_needs
 from baselines.sarathi import decode_with_preemption
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
 

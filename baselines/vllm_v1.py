@@ -1,7 +1,7 @@
 """vLLM V1 default scheduler: one token budget, chunked prefill always on, on-demand KV.
 
 Source: ``vllm-project/vllm``, ``vllm/v1/core/sched/scheduler.py::schedule`` (no paper; the V1
-engine design). Spec: ``specs/baselines.md`` §4.
+engine design). Spec: ``docs/specs/baselines.md`` §4.
 
 Per iteration: a running pass in running-list (admission) order tops every request up with
 ``min(pending, budget)`` tokens, allocating KV only for the new tokens and, on allocation failure,
@@ -20,12 +20,23 @@ Deviations from the code:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
-from llmsched_gym.core.plan import BatchPlan
+from baselines._kernels import vllm_v1_plan
+from baselines._queue import WaitingQueue
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.rules import RUNNING
+from llmsched_gym.core.segment import specialize
 from llmsched_gym.core.view import EngineView
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
+
+SEGMENT = specialize(vllm_v1_plan)  # the engine's segment loop running vLLM V1's compiled plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +70,47 @@ class VLLMV1:
         max_num_batched_tokens: Token budget per iteration.
         max_num_seqs: Cap on running requests.
         long_prefill_threshold: Per-request chunk cap (0 = off).
+        compiled: Run decisions in compiled segments (:func:`~baselines._kernels.vllm_v1_plan`, the same rules)
+            when the engine has a compiled cost model; off gives the Python path only.
     """
 
     name = "vllm-v1"
     requirements = EngineRequirements(allocation="on_demand")
 
     def __init__(
-        self, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024, long_prefill_threshold: int = 0
+        self,
+        max_num_batched_tokens: int = 8192,
+        max_num_seqs: int = 1024,
+        long_prefill_threshold: int = 0,
+        compiled: bool = True,
     ) -> None:
         self.config = VLLMV1Config(max_num_batched_tokens, max_num_seqs, long_prefill_threshold)
         self.queue = WaitingQueue()
         self._running: list[int] = []
+        self._compiled = compiled
+
+    def fused_driver(self, engine: Engine) -> Callable[[], None] | None:
+        """A callable advancing ``engine`` by compiled segments (used by :func:`llmsched_gym.simulate.run_engine`).
+
+        ``None`` unless compiled segments are on, the engine has a compiled cost model and no per-token times
+        are recorded.
+        """
+        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
+            return None
+        return partial(self._segment, engine)
+
+    def _segment(self, engine: Engine) -> None:
+        """Advance ``engine`` by a compiled segment, or by one Python decision where it stops at once."""
+        view = engine.view()
+        self.queue.sync(view)
+        cfg, n_arrived = self.config, view.n_arrived
+        head, more = self.queue.head(cfg.max_num_seqs + 1)
+        params = (cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.long_prefill_threshold)
+        seg = engine.run_segment(SEGMENT, params, waiting=head, more_waiting=more)
+        self.queue.resume(head.size, seg.queue, range(n_arrived, seg.n_arrived), more)
+        self._running = view.running.tolist()
+        if seg.outcome.decisions == 0:
+            engine.step(self._plan(view))
 
     def reset(self, *, seed: int | None = None) -> None:
         """Clear the queue and the running list."""
@@ -83,11 +124,15 @@ class VLLMV1:
 
     def _sync_running(self, view: EngineView) -> None:
         state = view.state
-        self._running = [r for r in self._running if state[r] == 2]
+        self._running = [r for r in self._running if state[r] == RUNNING]
 
     def schedule(self, view: EngineView) -> BatchPlan:
         """Running pass, then (if nothing was preempted) the waiting pass."""
         self.queue.sync(view)
+        return self._plan(view)
+
+    def _plan(self, view: EngineView) -> BatchPlan:
+        """:meth:`schedule` for a view whose arrivals the queue has already taken in."""
         self._sync_running(view)
         budget = self.config.max_num_batched_tokens
         free = view.free_blocks

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, decode_block_needs
+from baselines._queue import decode_block_needs
 from baselines._vtc_common import (
     ClientQueues,
     CountersMixin,
@@ -66,7 +66,7 @@ from baselines._vtc_common import (
 )
 from baselines.predictors import PREDICTORS, OutputPredictor, PredictorConfig
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView

@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT
 from baselines._vtc_common import ClientQueues, CountersMixin, ServiceCharger, check_fair_options
 from baselines.sarathi import SarathiServe
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.view import EngineView
 
 _EMPTY = np.zeros(0, dtype=np.int64)

@@ -55,7 +55,8 @@ def run_engine(engine: Engine, scheduler: Scheduler, *, progress: bool = False, 
     """Drive ``engine`` with ``scheduler`` until it is done.
 
     A scheduler may offer ``fused_driver(engine)``: a callable that advances the engine by one or more
-    decisions in compiled code (see ``baselines/_fused_sarathi.py``); it is used when it returns one.
+    decisions in compiled code (see :meth:`llmsched_gym.core.engine.Engine.run_segment`); it is used when it
+    returns one.
     """
     bar = _progress_bar(total) if progress else None
     make_driver = getattr(scheduler, "fused_driver", None)
