@@ -38,21 +38,23 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from baselines._kernels import sarathi_plan, sarathi_plan_of, split_running
-from baselines._queue import WaitingQueue, decode_with_preemption
+from baselines._queue import WaitingQueue, ascending, decode_with_preemption, preempt_for_decodes, run_fcfs_segment
+from llmsched_gym.core import rules
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.rules import WAITING, is_decode
-from llmsched_gym.core.segment import PLAN_OK, specialize
+from llmsched_gym.core.segment import PLAN_OK, PLAN_PYTHON, PlanInput, PlanOutput, specialize
+from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-SEGMENT = specialize(sarathi_plan)  # the engine's segment loop running Sarathi-Serve's compiled plan
 _is_decode = is_decode.py_func
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +187,9 @@ class SarathiServe:
 
     def _segment(self, engine: Engine) -> None:
         """Advance ``engine`` by a compiled segment of decisions, or by one Python decision where it stops at once."""
-        view = engine.view()
-        self.queue.sync(view)
-        cfg, n_arrived = self.config, view.n_arrived
-        head, more = self.queue.head(2 * cfg.max_num_seqs + 1)
-        seg = engine.run_segment(SEGMENT, (cfg.chunk_size, cfg.max_num_seqs), waiting=head, more_waiting=more)
-        self.queue.resume(head.size, seg.queue, range(n_arrived, seg.n_arrived), more)
+        cfg = self.config
+        params = (cfg.chunk_size, cfg.max_num_seqs)
+        seg, view = run_fcfs_segment(engine, self.queue, SEGMENT, params, 2 * cfg.max_num_seqs + 1)
         log = seg.outcome.log
         self.budget_overruns += int(np.count_nonzero(log[:, 4] > cfg.chunk_size * log[:, 2]))
         if seg.outcome.decisions == 0:
@@ -239,7 +238,7 @@ class SarathiServe:
         return BatchPlan(ids, tokens, reject=tuple(rejects), repeat=repeat, arrival_sensitive=sensitive)
 
     def _compiled_plan(self, view: EngineView) -> BatchPlan | None:
-        """The default configuration's plan in one compiled call (:func:`~baselines._kernels.sarathi_plan`).
+        """The default configuration's plan in one compiled call (:func:`sarathi_plan`).
 
         ``None`` where the Python path must decide. Same rules and row order as the Python path (tested).
         """
@@ -369,6 +368,84 @@ class SarathiServe:
             free -= blocks
             n_active += 1
         return added, rejects
+
+
+# ---- the default configuration in compiled code (a plan function of llmsched_gym.core.segment) ----------------
+@njit(cache=True)
+def split_running(running, ints, bs):  # type: ignore[no-untyped-def]
+    """Sort running ids (oldest arrival first) and split them into decodes and partial prefills.
+
+    Returns ``(sorted_ids, decodes, partials, need)`` where ``need`` is the total number of new KV
+    blocks the decodes need to cache one more token each.
+    """
+    srt = ascending(running)
+    dec, par = np.empty(srt.size, np.int64), np.empty(srt.size, np.int64)
+    nd = npar = need = 0
+    prompt, generated, computed = ints[IntCol.PROMPT], ints[IntCol.GENERATED], ints[IntCol.COMPUTED]
+    for r in srt:
+        if rules.is_decode(prompt[r], generated[r], computed[r]):
+            dec[nd] = r
+            nd += 1
+            need += rules.decode_blocks(computed[r], ints[IntCol.BLOCKS, r], bs)
+        else:
+            par[npar] = r
+            npar += 1
+    return srt, dec[:nd], par[:npar], need
+
+
+@njit(cache=True)
+def sarathi_plan(inp, params):  # type: ignore[no-untyped-def]
+    """Sarathi-Serve's default iteration (FCFS, no options); ``params = (chunk_size, max_num_seqs)``.
+
+    Decodes (oldest first; while a decode's block is not free, the youngest unprocessed running request is
+    preempted), then ongoing partial prefills with ``min(pending, budget - used)``, then admissions from the
+    queue head with the whole pending prefill's blocks under the watermark. Victims re-enter the queue front
+    in id order. Python decides when a candidate can never fit above the watermark (a rejection).
+    """
+    budget, max_seqs = params
+    ints, bs = inp.ints, inp.block_size
+    srt, dec, par, need = split_running(inp.running, ints, bs)
+    free, victims = inp.free - need, srt[:0]
+    if need > inp.free:
+        dec, par, victims, free = preempt_for_decodes(srt, ints, bs, inp.free)
+    m = srt.size + inp.waiting.size
+    ids, tokens = np.empty(m, np.int64), np.empty(m, np.int64)
+    for i in range(dec.size):
+        ids[i], tokens[i] = dec[i], 1
+    n = used = dec.size
+    for r in par:
+        chunk = min(
+            rules.pending(ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r]),
+            max(budget - used, 0),
+        )
+        if chunk > 0:
+            ids[n], tokens[n] = r, chunk
+            n, used = n + 1, used + chunk
+    active, admitted = srt.size - victims.size, 0
+    for r in inp.waiting:
+        p, g, c = ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r]
+        b = rules.admission_blocks(p, g, ints[IntCol.BLOCKS, r], bs)
+        if b > inp.total - inp.watermark:
+            return PlanOutput(PLAN_PYTHON, ids[:0], ids[:0], ids[:0], 1, True, _INF)
+        chunk = min(rules.pending(p, g, c), max(budget - used, 0))
+        if chunk == 0 or active + 1 > max_seqs or free - b < inp.watermark:
+            break
+        ids[n], tokens[n] = r, chunk
+        n, used, free, active, admitted = n + 1, used + chunk, free - b, active + 1, admitted + 1
+    if victims.size:
+        return PlanOutput(PLAN_OK, ids[:n], tokens[:n], ascending(victims), 1, True, _INF)
+    sensitive = admitted == inp.waiting.size and not inp.more_waiting and used < budget
+    return PlanOutput(PLAN_OK, ids[:n], tokens[:n], victims, UNBOUNDED_REPEAT, sensitive, _INF)
+
+
+@njit(cache=True)
+def sarathi_plan_of(view, running, head, more, free, total, bs, prompt_alloc, watermark, params):  # type: ignore[no-untyped-def]
+    """:func:`sarathi_plan` called from Python; ``view`` is the table's read-only ``(ints, floats, state)``."""
+    inp = PlanInput(view[0], view[1], view[2], running, head, more, free, total, bs, prompt_alloc, watermark, 0.0)
+    return sarathi_plan(inp, params)
+
+
+SEGMENT = specialize(sarathi_plan)  # the engine's segment loop running Sarathi-Serve's compiled plan
 
 
 def _plan_arrays(decodes: IntArray, prefills: dict[int, int]) -> tuple[IntArray, IntArray]:

@@ -25,18 +25,22 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from baselines._kernels import vllm_v1_plan
-from baselines._queue import WaitingQueue
+import numpy as np
+from numba import njit
+
+from baselines._queue import WaitingQueue, run_fcfs_segment
+from llmsched_gym.core import rules
 from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
-from llmsched_gym.core.rules import RUNNING
-from llmsched_gym.core.segment import specialize
+from llmsched_gym.core.rules import RUNNING, WAITING
+from llmsched_gym.core.segment import PLAN_OK, PlanOutput, specialize
+from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-SEGMENT = specialize(vllm_v1_plan)  # the engine's segment loop running vLLM V1's compiled plan
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class VLLMV1:
         max_num_batched_tokens: Token budget per iteration.
         max_num_seqs: Cap on running requests.
         long_prefill_threshold: Per-request chunk cap (0 = off).
-        compiled: Run decisions in compiled segments (:func:`~baselines._kernels.vllm_v1_plan`, the same rules)
+        compiled: Run decisions in compiled segments (:func:`vllm_v1_plan`, the same rules)
             when the engine has a compiled cost model; off gives the Python path only.
     """
 
@@ -101,13 +105,9 @@ class VLLMV1:
 
     def _segment(self, engine: Engine) -> None:
         """Advance ``engine`` by a compiled segment, or by one Python decision where it stops at once."""
-        view = engine.view()
-        self.queue.sync(view)
-        cfg, n_arrived = self.config, view.n_arrived
-        head, more = self.queue.head(cfg.max_num_seqs + 1)
+        cfg = self.config
         params = (cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.long_prefill_threshold)
-        seg = engine.run_segment(SEGMENT, params, waiting=head, more_waiting=more)
-        self.queue.resume(head.size, seg.queue, range(n_arrived, seg.n_arrived), more)
+        seg, view = run_fcfs_segment(engine, self.queue, SEGMENT, params, cfg.max_num_seqs + 1)
         self._running = view.running.tolist()
         if seg.outcome.decisions == 0:
             engine.step(self._plan(view))
@@ -178,3 +178,60 @@ class VLLMV1:
             budget -= n
             free -= need
             self._running.append(rid)
+
+
+# ---- vLLM V1 in compiled code (a plan function of llmsched_gym.core.segment) ---------------------------------
+@njit(cache=True)
+def _v1_chunk(ints, r, budget, cap):  # type: ignore[no-untyped-def]
+    """VLLM V1's tokens for request ``r``: ``min(pending, budget)``, capped for long prefills when ``cap``."""
+    pend = rules.pending(ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r])
+    n = min(pend, budget)
+    return min(n, cap) if cap and pend > 1 else n
+
+
+@njit(cache=True)
+def vllm_v1_plan(inp, params):  # type: ignore[no-untyped-def]
+    """VLLM V1's iteration; ``params = (max_num_batched_tokens, max_num_seqs, long_prefill_threshold)``.
+
+    The running pass (admission order) tops every request up, preempting from the back of the running list
+    when a request's new blocks are not free; then, if nothing was preempted, the waiting pass admits FCFS
+    until the budget, the sequence cap or the first allocation failure. Victims re-enter the queue front in
+    the reverse of their preemption order.
+    """
+    budget, max_seqs, cap = params
+    ints, bs, free = inp.ints, inp.block_size, inp.free
+    order, n_order = inp.running, inp.running.size
+    ids, tokens = np.empty(n_order + inp.waiting.size, np.int64), np.empty(n_order + inp.waiting.size, np.int64)
+    victims, n_vic, n, i = np.empty(n_order, np.int64), 0, 0, 0
+    while i < n_order and budget > 0:
+        r = order[i]
+        x = _v1_chunk(ints, r, budget, cap)
+        p, g, c, held = (
+            ints[IntCol.PROMPT, r],
+            ints[IntCol.GENERATED, r],
+            ints[IntCol.COMPUTED, r],
+            ints[IntCol.BLOCKS, r],
+        )
+        need = rules.new_blocks(c, x, rules.ONE, p, g, held, bs, inp.prompt_alloc and inp.state[r] == WAITING)
+        while need > free and order[n_order - 1] != r:
+            n_order -= 1
+            victims[n_vic], n_vic, free = order[n_order], n_vic + 1, free + ints[IntCol.BLOCKS, order[n_order]]
+        if need > free:
+            victims[n_vic], n_vic = r, n_vic + 1
+            break
+        ids[n], tokens[n], n, budget, free, i = r, x, n + 1, budget - x, free - need, i + 1
+    if n_vic:
+        return PlanOutput(PLAN_OK, ids[:n], tokens[:n], victims[:n_vic][::-1].copy(), 1, True, _INF)
+    j = 0
+    while j < inp.waiting.size and budget > 0 and n_order < max_seqs:
+        r = inp.waiting[j]
+        x = _v1_chunk(ints, r, budget, cap)
+        need = rules.blocks_for(ints[IntCol.COMPUTED, r] + x, bs) - ints[IntCol.BLOCKS, r]
+        if need > free:
+            break
+        ids[n], tokens[n], n, budget, free, n_order, j = r, x, n + 1, budget - x, free - need, n_order + 1, j + 1
+    sensitive = budget > 0 and j == inp.waiting.size and not inp.more_waiting
+    return PlanOutput(PLAN_OK, ids[:n], tokens[:n], ids[:0], UNBOUNDED_REPEAT, sensitive, _INF)
+
+
+SEGMENT = specialize(vllm_v1_plan)  # the engine's segment loop running vLLM V1's compiled plan

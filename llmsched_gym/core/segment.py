@@ -34,7 +34,7 @@ import inspect
 import types
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -47,6 +47,9 @@ from llmsched_gym.core.commit import EV_ADMIT, EV_ARRIVAL, EV_EVICT, EV_FINISH, 
 from llmsched_gym.core.rules import WAITING
 from llmsched_gym.core.run import costed_ends
 from llmsched_gym.core.table import FloatCol, IntCol
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
 
 PLAN_OK = 0
 PLAN_PYTHON = 1  # the policy needs its Python path for this decision
@@ -160,6 +163,7 @@ class Clock(IntEnum):
 
 N_INPUTS = Reg.STATUS  # the engine fills registers ``[0, N_INPUTS)``
 CONTINUE = -1
+MAX_LOG_ROWS = 4096  # decisions per kernel call (the engine calls again for more)
 _ZERO = np.int64(0)
 
 
@@ -395,7 +399,8 @@ def _next_decision(led, ints, floats):  # type: ignore[no-untyped-def]
     n, now = r[Reg.N_ARRIVED], f[Clock.NOW]
     if r[Reg.STATUS] != CONTINUE:
         return False
-    if r[Reg.DECISIONS] >= r[Reg.MAX_DECISIONS] or r[Reg.ITERATIONS] >= r[Reg.MAX_ITERATIONS] or now >= f[Clock.UNTIL]:
+    full = r[Reg.DECISIONS] >= min(r[Reg.MAX_DECISIONS], led.log.shape[0])  # the decision cap, or the log is full
+    if full or r[Reg.ITERATIONS] >= r[Reg.MAX_ITERATIONS] or now >= f[Clock.UNTIL]:
         r[Reg.STATUS] = STOP_LIMIT
         return False
     due = (n < r[Reg.N_ROWS] and floats[FloatCol.ARRIVAL, n] <= now) or f[Clock.HORIZON] <= now
@@ -485,7 +490,7 @@ def _open(running, waiting, reg, clock, n_ids, n_events, n_gaps):  # type: ignor
         n_ids + 4,
         n_ids + 4 + waiting.size,
     )
-    max_dec = max(reg[Reg.MAX_DECISIONS], 1)
+    max_dec = min(max(reg[Reg.MAX_DECISIONS], 1), MAX_LOG_ROWS)
     log, samples = np.empty((max_dec, 6)), np.empty((max_dec, 4))
     return Ledger(reg, clock, run, queue, log, samples, np.empty((2, n_events), np.int64), np.empty((2, n_gaps)))
 
@@ -592,3 +597,82 @@ def unpack(seg: Segment, single: bool = False) -> Unpacked:
         c[Clock.NEXT_SAMPLE],
     )
     return Unpacked(outcome, r[Reg.STATUS], r[Reg.EVENTS], ids[2 * n : q1], r[Reg.N_ARRIVED], r[Reg.STAMP])
+
+
+class Held(NamedTuple):
+    """What :func:`hold` did: why it stopped, how much it ran and which requests it touched.
+
+    Attributes:
+        reason: ``STOP_EVENT`` (see ``events``), ``STOP_LIMIT`` (the iteration or decision cap), or why the
+            plan function's decision needs Python: ``STOP_PYTHON``, ``STOP_IDLE`` (an empty plan with no
+            staged arrival to jump to), ``STOP_INVALID`` (the plan breaks a rule or does not fit the free
+            blocks; ``engine.step`` raises or repairs it), ``STOP_REJECT`` (an arrival that can never fit).
+        events: ``EV_*`` bits of the last decision (``EV_ARRIVAL`` alone: an arrival ended the hold before
+            any decision).
+        decisions: Decisions committed.
+        iterations: Iterations run.
+        admitted: Ids admitted, in order.
+        finished: Ids finished.
+        evicted: Ids the plan function preempted.
+        first_token: Ids that emitted their first token.
+        arrived: Ids taken in during the hold (an arrival ends it before it is taken in when ``EV_ARRIVAL``
+            is in the stop mask).
+        now: The clock afterwards.
+    """
+
+    reason: int
+    events: int
+    decisions: int
+    iterations: int
+    admitted: IntArray
+    finished: IntArray
+    evicted: IntArray
+    first_token: IntArray
+    arrived: range
+    now: float
+
+
+def hold(
+    engine: Engine,
+    kernel: Callable[..., Segment],
+    params: Any,
+    *,
+    stop: int,
+    max_iterations: int,
+    max_decisions: int = 1 << 30,
+) -> Held:
+    """Hold one decision of a plan function until a decision event: the RL environment's step in compiled code.
+
+    The plan function (``kernel = specialize(plan)``) is evaluated on the current state before every iteration
+    batch; waiting requests are in arrival order (victims return to their place). The hold ends after the first
+    decision during which an event of ``stop`` (``EV_*`` bits) happens, when ``max_iterations`` iterations or
+    ``max_decisions`` decisions have run (a stretch is cut to the iteration cap; with ``EV_ARRIVAL`` in
+    ``stop`` it is cut at the next arrival), or when the decision needs Python (see :class:`Held`). The result
+    equals repeating ``engine.step(plan)`` with the plan function's plans, stopping at the same events
+    (tested). Needs a runner with a compiled cost model.
+    """
+    engine.view()
+    n0 = engine.table.n
+    parts: list[Outcome] = []
+    decisions = iterations = 0
+    while True:
+        t = engine.table
+        waiting = np.flatnonzero(t.state[: t.n] == WAITING)
+        res = engine.run_segment(
+            kernel, params, waiting=waiting, stop=stop, max_decisions=max_decisions - decisions,
+            max_iterations=max_iterations - iterations, requeue=REQUEUE_ARRIVAL,
+        )  # fmt: skip
+        parts.append(res.outcome)
+        decisions += res.outcome.decisions
+        iterations += res.outcome.iterations
+        if res.status == STOP_REJECT:  # the engine takes the arrival in and rejects it; the hold goes on
+            engine.view()
+        elif res.status != STOP_LIMIT or decisions >= max_decisions or iterations >= max_iterations:
+            break
+    kinds = np.concatenate([p.event_kinds for p in parts])
+    ids = np.concatenate([p.event_ids for p in parts])
+    of = {k: ids[kinds == k] for k in (EV_ADMIT, EV_FINISH, EV_EVICT, EV_FIRST_TOKEN)}
+    return Held(
+        res.status, res.events, decisions, iterations, of[EV_ADMIT], of[EV_FINISH], of[EV_EVICT],
+        of[EV_FIRST_TOKEN], range(n0, engine.table.n), engine.now,
+    )  # fmt: skip
