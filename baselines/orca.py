@@ -3,7 +3,7 @@
 Sources: Yu et al., "Orca: A Distributed Serving System for Transformer-Based Generative Models",
 OSDI'22 (iteration-level scheduling); as used by Sarathi-Serve (Agrawal et al., OSDI'24, arXiv
 2403.02310) §2.5, §3.2, §5.1; code ``microsoft/sarathi-serve`` ``sarathi/core/scheduler/orca_scheduler.py``
-and ``sarathi/core/block_space_manager/orca_block_space_manager.py``. Spec: ``specs/baselines.md`` §5.
+and ``sarathi/core/block_space_manager/orca_block_space_manager.py``. Spec: ``docs/specs/baselines.md`` §5.
 
 Per iteration: every running request decodes one token, and waiting requests are admitted FCFS with
 their whole prompt in the same (hybrid) batch. Admission reserves ``ceil(max_model_len / block_size)``

@@ -45,7 +45,7 @@ from llmsched_gym.core import rules
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
-from llmsched_gym.core.rules import WAITING, is_decode
+from llmsched_gym.core.rules import WAITING
 from llmsched_gym.core.segment import PLAN_OK, PLAN_PYTHON, PlanInput, PlanOutput, specialize
 from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
@@ -53,7 +53,6 @@ from llmsched_gym.core.view import EngineView
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-_is_decode = is_decode.py_func
 _INF = float("inf")
 
 
@@ -245,27 +244,17 @@ class SarathiServe:
         cfg = self.config
         running = view.running
         head, more = self.queue.head(max(cfg.max_num_seqs - running.size, 0) + 1)  # every candidate it can reach
-        out = sarathi_plan_of(
-            (view.ints, view.floats, view.state),
-            running.copy(),
-            head,
-            more,
-            view.free_blocks,
-            view.total_blocks,
-            view.block_size,
-            view.prompt_allocation,
-            view.watermark_blocks,
-            (cfg.chunk_size, cfg.max_num_seqs),
-        )
-        if out.status != PLAN_OK or out.victims.size:  # preemptions: the Python path (it reports their order)
+        tables, sets = (view.ints, view.floats, view.state), (running.copy(), head, more)
+        kv = (view.free_blocks, view.total_blocks, view.block_size, view.prompt_allocation, view.watermark_blocks)
+        ok, ids, tokens, n_dec, n_adm, sensitive = sarathi_plan_of(tables, sets, kv, (cfg.chunk_size, cfg.max_num_seqs))
+        if not ok:
             return None
-        for _ in range(int(np.count_nonzero(view.state[out.ids] == WAITING))):
+        for _ in range(n_adm):
             self.queue.items.popleft()
-        n_dec = int(np.count_nonzero(_is_decode(view.prompt[out.ids], view.generated[out.ids], view.computed[out.ids])))
-        self.plan_decodes = out.ids[:n_dec]
+        self.plan_decodes = ids[:n_dec]
         if n_dec > cfg.chunk_size:
             self.budget_overruns += 1
-        return BatchPlan(out.ids, out.tokens, repeat=out.repeat, arrival_sensitive=out.arrival_sensitive)
+        return BatchPlan(ids, tokens, repeat=UNBOUNDED_REPEAT, arrival_sensitive=sensitive)
 
     def _chunk_limit(self, view: EngineView, rid: int) -> int:
         """The request's chunk size: ``chunk_size``, or its dynamic-chunking stage size."""
@@ -439,10 +428,22 @@ def sarathi_plan(inp, params):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def sarathi_plan_of(view, running, head, more, free, total, bs, prompt_alloc, watermark, params):  # type: ignore[no-untyped-def]
-    """:func:`sarathi_plan` called from Python; ``view`` is the table's read-only ``(ints, floats, state)``."""
-    inp = PlanInput(view[0], view[1], view[2], running, head, more, free, total, bs, prompt_alloc, watermark, 0.0)
-    return sarathi_plan(inp, params)
+def sarathi_plan_of(view, sets, kv, params):  # type: ignore[no-untyped-def]
+    """:func:`sarathi_plan` for Python: ``(ok, ids, tokens, n_decodes, n_admitted, arrival_sensitive)``.
+
+    ``view`` is the table's read-only ``(ints, floats, state)``, ``sets`` ``(running, queue head, more)``, ``kv``
+    ``(free, total, block size, prompt allocation, watermark)``; ``ok`` is False where Python must decide (a
+    rejection or a preemption, whose order the Python path reports).
+    """
+    (running, head, more), (free, total, bs, alloc, watermark) = sets, kv
+    out = sarathi_plan(
+        PlanInput(view[0], view[1], view[2], running, head, more, free, total, bs, alloc, watermark, 0.0), params
+    )
+    n_dec = n_adm = 0
+    for r in out.ids:
+        n_dec += rules.is_decode(view[0][IntCol.PROMPT, r], view[0][IntCol.GENERATED, r], view[0][IntCol.COMPUTED, r])
+        n_adm += view[2][r] == WAITING
+    return out.status == PLAN_OK and out.victims.size == 0, out.ids, out.tokens, n_dec, n_adm, out.arrival_sensitive
 
 
 SEGMENT = specialize(sarathi_plan)  # the engine's segment loop running Sarathi-Serve's compiled plan

@@ -2,7 +2,7 @@
 
 Sources: ``vllm-project/vllm`` V0 ``vllm/core/scheduler.py::_schedule_default`` (no chunked prefill);
 ``microsoft/sarathi-serve`` ``sarathi/core/scheduler/vllm_scheduler.py``; Sarathi-Serve (Agrawal et al.,
-OSDI'24, arXiv 2403.02310) §2.5 Algorithm 2. Spec: ``specs/baselines.md`` §3 (registry ``vllm-v0``; §12.3
+OSDI'24, arXiv 2403.02310) §2.5 Algorithm 2. Spec: ``docs/specs/baselines.md`` §3 (registry ``vllm-v0``; §12.3
 ``vllm-fcfs-threshold`` is the same policy).
 
 Per iteration: a prefill pass walks the FCFS waiting queue and admits whole (re-)prefills while the

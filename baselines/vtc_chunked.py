@@ -2,7 +2,7 @@
 
 Paper: Sheng et al., "Fairness in Serving Large Language Models", OSDI'24 (arXiv 2401.00588),
 Algorithm 2 (lift lines 7–13, charges lines 24 and 30), §4. Engine: Sarathi-Serve (spec §6,
-:mod:`baselines.sarathi`). Spec: ``specs/baselines.md`` §9.4 (a project [decision]; the artifact
+:mod:`baselines.sarathi`). Spec: ``docs/specs/baselines.md`` §9.4 (a project [decision]; the artifact
 ``Ying1123/VTC-artifact`` has no chunked runtime).
 
 Each iteration is Sarathi-Serve's: decodes first (preempting the youngest running request when no

@@ -1,4 +1,4 @@
-"""Committing decisions (the commit phase): the table writes of a stretch or an eviction, and the engine's ledger.
+"""Committing decisions (the commit phase): the table writes of a stretch or an eviction, and what else changed.
 
 :func:`commit` applies ``k`` identical iterations to the request table in one compiled loop. For each row:
 blocks grow to cover the new tokens (plus the admission reservation in "prompt" allocation mode); a waiting
@@ -10,8 +10,7 @@ A row whose generated count reaches its target finishes and frees its blocks. :f
 requests to waiting (recompute or full restart).
 
 :class:`Outcome` is what one or more committed decisions changed outside the table, in one record whichever
-path produced it (the classic Python step, the compiled step, a compiled segment);
-:meth:`~llmsched_gym.core.engine.Engine._book` is the one method that applies it to the engine.
+path produced it; :meth:`~llmsched_gym.core.engine.Engine._book` is the one method that books it.
 """
 
 from __future__ import annotations
@@ -33,9 +32,8 @@ EV_FINISH = np.int64(2)  # a request finished
 EV_FIRST_TOKEN = np.int64(4)  # a request emitted its first token
 EV_EVICT = np.int64(8)  # a plan preempted a request (KV pressure)
 EV_ADMIT = np.int64(16)  # a waiting request was admitted
-_EMPTY_I = np.zeros(0, np.int64)
-_EMPTY_F = np.zeros(0, np.float64)
 _NO_SAMPLES = np.zeros((0, 4), np.float64)
+_NO_IDS = np.zeros(0, np.int64)
 
 
 class Committed(NamedTuple):
@@ -211,16 +209,14 @@ def log_row(row, t0, ends, tokens, n_dec, used):  # type: ignore[no-untyped-def]
 
 
 class Outcome(NamedTuple):
-    """What ``decisions`` committed decisions changed outside the request table, for the engine to book.
+    """What ``decisions`` committed decisions changed outside the request table: what the engine books.
 
-    ``free`` is the free KV block count after them and ``emitted`` the tokens they delivered. The event log
-    ``event_kinds`` / ``event_ids`` lists, in order, each admission (``EV_ADMIT``), finish (``EV_FINISH``),
-    first token (``EV_FIRST_TOKEN``) and eviction a plan made in compiled code (``EV_EVICT``); ``running`` is the
-    running set afterwards (admission order) when more than one decision was booked. ``gaps`` are TBT samples
-    with ``gap_weights``; ``log`` has one iteration-log row per committed stretch (:func:`log_row`) and
-    ``samples`` the time-series rows ``(time, blocks used, waiting, running)`` a compiled segment recorded
-    (then ``next_sample`` is the next sample time). The classic path also reports each emitting row's token
-    count (``emit_rows`` / ``emit_counts``: tokens at the last iteration ``ends``).
+    ``free`` is the free KV block count after them, ``emitted`` the tokens they delivered; ``admitted``,
+    ``finished``, ``evicted`` (by plans run in compiled code) and ``first_token`` list ids in order; ``running`` is
+    the running set afterwards (``None``: one decision, whose victims left before its rows were admitted); ``gaps`` are
+    TBT samples with ``gap_weights``; ``log`` has an iteration-log row per committed stretch (:func:`log_row`),
+    ``samples`` the time-series rows ``(time, blocks used, waiting, running)`` recorded in compiled code (then
+    ``next_sample`` is the next sample time).
     """
 
     decisions: int
@@ -230,56 +226,30 @@ class Outcome(NamedTuple):
     last_duration: float
     free: int
     emitted: int
-    event_kinds: IntArray
-    event_ids: IntArray
+    admitted: IntArray
+    finished: IntArray
+    evicted: IntArray
+    first_token: IntArray
     running: IntArray | None
     gaps: FloatArray
     gap_weights: FloatArray
     log: FloatArray
     samples: FloatArray
     next_sample: float
-    ends: FloatArray = _EMPTY_F
-    emit_rows: IntArray = _EMPTY_I
-    emit_counts: IntArray = _EMPTY_I
-
-    def ids_of(self, kind: int | np.integer) -> IntArray:
-        """The ids of the events of one kind, in order."""
-        out: IntArray = self.event_ids[self.event_kinds == kind]
-        return out
 
 
 def outcome_of(c: Committed, t0: float, ends: FloatArray, tokens: int, n_dec: int, free: int, total: int) -> Outcome:
-    """The :class:`Outcome` of one decision committed by the classic path (``free``: before it)."""
+    """The :class:`Outcome` of one decision committed by the Python path (``free``: before it)."""
     free += c.freed_blocks - c.new_blocks
-    k = ends.size
-    now = float(ends[-1])
-    last = now - (float(ends[-2]) if k > 1 else t0)
+    now, k = float(ends[-1]), ends.size
     gaps = np.concatenate((c.gaps1, c.shared)) if c.n_shared_rows else c.gaps1
     weights = np.ones(gaps.size)
     weights[c.gaps1.size :] = c.n_shared_rows
     log = np.empty((1, 6))
     log_row.py_func(log[0], t0, ends, tokens, n_dec, total - free)
-    kinds = np.repeat(np.array([EV_ADMIT, EV_FINISH]), (c.admitted.size, c.finished.size))
-    return Outcome(
-        1,
-        k,
-        now,
-        now - t0,
-        last,
-        free,
-        c.emitted,
-        kinds,
-        np.concatenate((c.admitted, c.finished)),
-        None,
-        gaps,
-        weights,
-        log,
-        _NO_SAMPLES,
-        0.0,
-        ends,
-        c.emit_rows,
-        c.emit_counts,
-    )
+    last = now - (float(ends[-2]) if k > 1 else t0)
+    ids = (c.admitted, c.finished, _NO_IDS, _NO_IDS)
+    return Outcome(1, k, now, now - t0, last, free, c.emitted, *ids, None, gaps, weights, log, _NO_SAMPLES, 0.0)
 
 
 def record_token_times(rec: Recorder, ends: FloatArray, emit_rows: IntArray, emit_counts: IntArray) -> None:

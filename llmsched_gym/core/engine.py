@@ -1,21 +1,13 @@
 """The engine: clock, request table, KV block pool, and one decision as schedule → check → run → commit.
 
-One decision is ``view = engine.view(); plan = decider(view); engine.step(plan)``:
-
-* **schedule**: the decider reads the :class:`~llmsched_gym.core.view.EngineView` and returns a
-  :class:`~llmsched_gym.core.plan.BatchPlan` (:mod:`llmsched_gym.core.segment` for plans made in compiled code);
-* **check**: the engine applies the plan's rejections and preemptions and checks its rows
-  (:mod:`llmsched_gym.core.check`), raising :class:`~llmsched_gym.errors.InvalidPlanError` naming the broken
-  rule, or repairing a KV shortfall (``overflow="evict_newest"``);
-* **run**: the runner or the compiled cost model times the iteration, or the fast-forward stretch of identical
-  iterations up to the first event that could change the decision (:mod:`llmsched_gym.core.run`);
-* **commit**: the table takes the stretch (:mod:`llmsched_gym.core.commit`) and :meth:`Engine._book`, the one
-  bookkeeping method, books its :class:`~llmsched_gym.core.commit.Outcome` into the engine: KV, running set,
-  events, clock, counters, iteration log, TBT samples and time series.
-
-With a compiled cost model, check, run and commit are one compiled call (the segment loop of
-:mod:`llmsched_gym.core.segment` running the given plan); compiled policies run many decisions per call
-(:meth:`Engine.run_segment`). Every path gives the same results (tested column by column).
+One decision is ``view = engine.view(); plan = decider(view); engine.step(plan)``: the decider reads the
+:class:`~llmsched_gym.core.view.EngineView` and returns a :class:`~llmsched_gym.core.plan.BatchPlan`; the engine
+applies its rejections and preemptions and checks it (:mod:`~llmsched_gym.core.check`, raising
+:class:`~llmsched_gym.errors.InvalidPlanError` or repairing a KV shortfall), times the iteration or the
+fast-forward stretch (:mod:`~llmsched_gym.core.run`), commits it to the table (:mod:`~llmsched_gym.core.commit`)
+and books its :class:`~llmsched_gym.core.commit.Outcome` with :meth:`Engine._book`, its one bookkeeping method.
+With a compiled cost model the decision is one compiled call; compiled policies run many decisions per call
+(:mod:`~llmsched_gym.core.segment`, :meth:`Engine.run_segment`). Every path gives the same results (tested).
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ import numpy as np
 from llmsched_gym.core import check, commit, rules, segment
 from llmsched_gym.core.batch import FloatArray, IntArray
 from llmsched_gym.core.check import Checked
-from llmsched_gym.core.commit import EV_ADMIT, EV_EVICT, EV_FINISH, Outcome
+from llmsched_gym.core.commit import Outcome
 from llmsched_gym.core.config import EngineConfig, StepResult
 from llmsched_gym.core.cost_kernels import CompiledCost
 from llmsched_gym.core.kv import BlockPool
@@ -46,6 +38,8 @@ _INF = float("inf")
 _NO_IDS = np.zeros(0, np.int64)
 STAGE_ROWS = 256  # requests a segment stages ahead of the clock
 SEGMENT_DECISIONS = 4096  # default decision cap of one segment call
+_FREE, _COUNTERS = int(Reg.FREE), slice(int(Reg.ADMIT_SEQ), int(Reg.N_WAITING) + 1)  # register slots a call sets
+_LIMITS = slice(int(Reg.MAX_DECISIONS), int(segment.N_INPUTS))
 __all__ = ["Engine", "EngineConfig", "StepResult"]
 
 
@@ -89,6 +83,11 @@ class Engine:
         self._cost: CompiledCost | None = getattr(runner, "compiled_cost", None) if config.compiled else None
         # Compiled steps need the compiled cost; per-token times are recorded by the classic path only.
         self._fused = self._cost is not None and not config.recorder.token_times
+        self._reg0, self._clock0 = np.zeros(len(Reg), dtype=np.int64), np.zeros(len(segment.Clock))
+        p = self.pool
+        self._reg0[: Reg.ADMIT_SEQ] = p.free, p.total, p.block_size, self.prompt_allocation, p.watermark_blocks
+        self._reg0[Reg.REPEAT] = UNBOUNDED_REPEAT if config.fast_forward else 1
+        self._reg0[Reg.FULL_RESTART] = config.restart_mode == "full"
 
     # ---- arrivals ------------------------------------------------------------------------
     @property
@@ -247,45 +246,28 @@ class Engine:
         bs, alloc = self.pool.block_size, self.prompt_allocation
         done = commit.commit(ids, n, checked.is_dec, ends, t0, bs, alloc, self.admit_counter, t.ints, t.floats, t.state)
         self._book(commit.outcome_of(done, t0, ends, checked.tokens, checked.n_dec, self.pool.free, self.pool.total))
-        return StepResult(
-            t0,
-            self.now,
-            ends.size,
-            checked.tokens * ends.size,
-            done.emitted,
-            tuple(done.finished.tolist()),
-            tuple(evicted),
-        )
+        if self.recorder.config.token_times:  # recorded by this path only (compiled paths are off then)
+            commit.record_token_times(self.recorder, ends, done.emit_rows, done.emit_counts)
+        finished = tuple(done.finished.tolist())
+        return StepResult(t0, self.now, ends.size, checked.tokens * ends.size, done.emitted, finished, tuple(evicted))
 
     def _fused_step(self, plan: BatchPlan, repeat: int, t0: float) -> StepResult | None:
         """``plan`` as one compiled call (check, evictions, cost, commit); ``None``: the classic path must take it."""
         victims = np.array(plan.preempt, dtype=np.int64) if plan.preempt else _NO_IDS
         wake = _INF if plan.wake_at is None else plan.wake_at
+        given = (plan.ids, plan.tokens, victims, repeat, plan.arrival_sensitive, wake)
         cost, t = self._cost, self.table
         assert cost is not None
-        reg, clock = self._registers(max_decisions=1), self._clock(_INF, _INF)
+        reg, clock = self._registers(1, UNBOUNDED_REPEAT, 0, 0, False), self._clock(_INF, _INF)
         raw = segment.step_kernel(
-            (t.ints, t.floats, t.state),
-            self.running_ids(),
-            reg,
-            clock,
-            cost.form,
-            cost.coef,
-            plan.ids,
-            plan.tokens,
-            victims,
-            repeat,
-            plan.arrival_sensitive,
-            wake,
+            (t.ints, t.floats, t.state), self.running_ids(), reg, clock, cost.form, cost.coef, given
         )
         res = segment.unpack(raw, single=True)
-        self._stamp = res.stamp
-        out = res.outcome
+        self._stamp, out = res.stamp, res.outcome
         if out.decisions == 0:
             return None
         self._book(out)
-        tokens = int(out.log[0, 3] + out.log[0, 4])
-        finished = tuple(out.ids_of(EV_FINISH).tolist())
+        tokens, finished = int(out.log[0, 3] + out.log[0, 4]), tuple(out.finished.tolist())
         return StepResult(t0, self.now, out.iterations, tokens, out.emitted, finished, plan.preempt)
 
     def _check(self, ids: IntArray, n: IntArray, repeat: int) -> Checked:
@@ -431,17 +413,8 @@ class Engine:
         reg = self._registers(max_decisions, max_iterations, stop, requeue, more_waiting)
         view = self._view
         view._refresh()
-        raw = kernel(
-            (t.ints, t.floats, t.state),
-            (view.ints, view.floats, view.state),
-            self.running_ids(),
-            waiting,
-            reg,
-            self._clock(until, dt),
-            cost.form,
-            cost.coef,
-            params,
-        )
+        table, ro, clock = (t.ints, t.floats, t.state), (view.ints, view.floats, view.state), self._clock(until, dt)
+        raw = kernel(table, ro, self.running_ids(), waiting, reg, clock, cost.form, cost.coef, params)
         res = segment.unpack(raw)
         self._stamp = res.stamp
         self._take_staged(res.n_arrived)
@@ -450,41 +423,20 @@ class Engine:
             self._book(res.outcome)
         return res
 
-    def _registers(
-        self,
-        max_decisions: int,
-        max_iterations: int = UNBOUNDED_REPEAT,
-        stop: int = 0,
-        requeue: int = segment.REQUEUE_FRONT,
-        more: bool = False,
-    ) -> IntArray:
-        """The integer registers a kernel starts from (:class:`~llmsched_gym.core.segment.Reg`)."""
-        pool, t, cfg = self.pool, self.table, self.config
-        reg = np.zeros(len(Reg), dtype=np.int64)
-        reg[: segment.N_INPUTS] = (
-            pool.free,
-            pool.total,
-            pool.block_size,
-            self.prompt_allocation,
-            pool.watermark_blocks,
-            self.admit_counter,
-            self._stamp,
-            t.n,
-            t.rows,
-            self.n_waiting,
-            UNBOUNDED_REPEAT if cfg.fast_forward else 1,
-            cfg.restart_mode == "full",
-            max_decisions,
-            max_iterations,
-            stop,
-            requeue,
-            more,
-        )
+    def _registers(self, max_decisions: int, max_iterations: int, stop: int, requeue: int, more: bool) -> IntArray:
+        """The integer registers a kernel starts from (:data:`~llmsched_gym.core.segment.Reg`)."""
+        reg = self._reg0.copy()  # the pool, the allocation and restart modes and the stretch cap are fixed
+        t = self.table
+        reg[_FREE] = self.pool.free
+        reg[_COUNTERS] = self.admit_counter, self._stamp, t.n, t.rows, self.n_waiting
+        reg[_LIMITS] = max_decisions, max_iterations, stop, requeue, more
         return reg
 
     def _clock(self, until: float, sample_dt: float) -> FloatArray:
-        """The float registers a kernel starts from (:class:`~llmsched_gym.core.segment.Clock`)."""
-        return np.array([self.now, until, self.stage_horizon, self.recorder.next_sample, sample_dt, 0.0, 0.0])
+        """The float registers a kernel starts from (:data:`~llmsched_gym.core.segment.Clock`)."""
+        clock = self._clock0.copy()
+        clock[:5] = self.now, until, self.stage_horizon, self.recorder.next_sample, sample_dt
+        return clock
 
     def _take_staged(self, n_arrived: int) -> None:
         """Book staged rows a segment took in as arrived (they passed the arrival check)."""
@@ -516,8 +468,6 @@ class Engine:
         if rec.config.iterations:
             rows = out.log.tolist()
             rec.iterations.extend((a, d, int(k), int(p), int(c), int(u)) for a, d, k, p, c, u in rows)
-        if rec.config.token_times:
-            commit.record_token_times(rec, out.ends, out.emit_rows, out.emit_counts)
         if out.samples.size:
             rec.samples.extend((s, int(u), int(w), int(r)) for s, u, w, r in out.samples.tolist())
             rec.next_sample = out.next_sample
@@ -526,20 +476,18 @@ class Engine:
 
     def _apply_events(self, out: Outcome) -> None:
         """Admissions, finishes and compiled evictions: the running set, the counters, the runner, the events."""
-        kinds, ids = out.event_kinds, out.event_ids
-        if not kinds.size:
-            return
-        admitted, finished, evicted = (ids[kinds == k] for k in (EV_ADMIT, EV_FINISH, EV_EVICT))
+        admitted, finished, evicted = out.admitted, out.finished, out.evicted
         if out.running is not None:
             self._running = dict.fromkeys(out.running.tolist())
-        else:  # one decision: its victims went first, then its rows were admitted, then some finished
+        else:  # one decision: its victims left first, then its rows were admitted, then some finished
             running = self._running
             for rid in evicted.tolist():
                 del running[rid]
             running.update(dict.fromkeys(admitted.tolist()))
             for rid in finished.tolist():
                 del running[rid]
-        self._running_cache = None
+        if admitted.size or finished.size or evicted.size:
+            self._running_cache = None
         self.n_waiting += evicted.size - admitted.size
         self.admit_counter += admitted.size
         self._unfinished -= finished.size

@@ -22,47 +22,19 @@ _NAN = float("nan")
 _INF = float("inf")
 
 
-class IntCol(IntEnum):
-    """Rows of :attr:`RequestTable.ints` (int64 columns): compiled code reads ``ints[IntCol.PROMPT, rid]``."""
-
-    EXT_ID = 0
-    PROMPT = 1
-    OUTPUT = 2
-    TARGET = 3
-    MAX_TOKENS = 4
-    PREDICTED = 5
-    CLIENT = 6
-    TYPE_LABEL = 7
-    SLO_CLASS = 8
-    COMPUTED = 9
-    GENERATED = 10
-    EMITTED = 11
-    PROMPT_DONE = 12
-    BLOCKS = 13
-    ADMIT_SEQ = 14
-    PREEMPTIONS = 15
-    WASTED = 16
-    TBT_N = 17
-    TBT_VIOL = 18
-    MARK = 19  # engine scratch, not a result: detects duplicate ids in a plan
-
-
-class FloatCol(IntEnum):
-    """Rows of :attr:`RequestTable.floats` (float64 columns)."""
-
-    ARRIVAL = 0
-    WEIGHT = 1
-    SLO_TTFT = 2
-    SLO_TBT = 3
-    ADMIT_TIME = 4
-    FIRST_SCHED = 5
-    FIRST_TOKEN = 6
-    LAST_TOKEN = 7
-    FINISH = 8
-    TBT_MAX = 9
-    TBT_SUM = 10
-
-
+# Rows of ``RequestTable.ints`` (int64 columns; MARK is engine scratch that detects duplicate ids in a plan) and of
+# ``RequestTable.floats``: compiled code reads ``ints[IntCol.PROMPT, rid]``.
+IntCol = IntEnum(
+    "IntCol",
+    "EXT_ID PROMPT OUTPUT TARGET MAX_TOKENS PREDICTED CLIENT TYPE_LABEL SLO_CLASS COMPUTED GENERATED EMITTED "
+    "PROMPT_DONE BLOCKS ADMIT_SEQ PREEMPTIONS WASTED TBT_N TBT_VIOL MARK",
+    start=0,
+)
+FloatCol = IntEnum(
+    "FloatCol",
+    "ARRIVAL WEIGHT SLO_TTFT SLO_TBT ADMIT_TIME FIRST_SCHED FIRST_TOKEN LAST_TOKEN FINISH TBT_MAX TBT_SUM",
+    start=0,
+)
 INT_COLUMNS = tuple(c.name.lower() for c in IntCol)
 FLOAT_COLUMNS = tuple(c.name.lower() for c in FloatCol)
 

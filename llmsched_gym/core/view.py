@@ -9,6 +9,7 @@ import numpy as np
 from llmsched_gym.core import rules
 from llmsched_gym.core.batch import IntArray
 from llmsched_gym.core.rules import RUNNING, WAITING
+from llmsched_gym.core.table import COLUMN_NAMES
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
@@ -16,33 +17,8 @@ if TYPE_CHECKING:
 _pending = rules.pending.py_func
 _blocks_for = rules.blocks_for.py_func
 _admission_blocks = rules.admission_blocks.py_func
-_RO_COLUMNS = (
-    "arrival",
-    "prompt",
-    "max_tokens",
-    "predicted",
-    "client",
-    "weight",
-    "type_label",
-    "slo_class",
-    "slo_ttft",
-    "slo_tbt",
-    "state",
-    "computed",
-    "generated",
-    "emitted",
-    "blocks",
-    "admit_time",
-    "admit_seq",
-    "first_sched",
-    "first_token",
-    "last_token",
-    "preemptions",
-    "prompt_done",
-    "finish",
-    "tbt_n",
-    "tbt_viol",
-)
+_HIDDEN = ("ext_id", "output", "target", "wasted", "tbt_max", "tbt_sum")  # not in the view (``target``: the oracle)
+_RO_COLUMNS = tuple(name for name in COLUMN_NAMES if name not in _HIDDEN)
 
 
 class EngineView:
