@@ -240,7 +240,7 @@ class SLAI:
 
     def _decode(self, view: EngineView, batch: _Batch, rid: int) -> None:
         """Schedule one decode token, preempting the latest paused prefill (else itself) for a block."""
-        need = max(0, view.blocks_for(int(view.computed[rid]) + 1) - int(view.blocks[rid]))
+        need = view.new_blocks(rid, 1)
         while need > batch.free:
             if not self._paused:
                 batch.preempt.append(rid)

@@ -143,7 +143,7 @@ class VLLMV1:
         while i < len(order) and budget > 0:
             rid = order[i]
             n = self._chunk(view.pending(rid), budget)
-            need = max(0, view.blocks_for(int(view.computed[rid]) + n) - int(view.blocks[rid]))
+            need = view.new_blocks(rid, n)
             while need > free and order[-1] != rid:
                 victim = order.pop()
                 preempted.append(victim)
@@ -170,7 +170,7 @@ class VLLMV1:
         while q and budget > 0 and len(self._running) < self.config.max_num_seqs:
             rid = q[0]
             n = self._chunk(view.pending(rid), budget)
-            need = view.blocks_for(int(view.computed[rid]) + n) - int(view.blocks[rid])
+            need = view.new_blocks(rid, n)
             if need > free:
                 break
             q.popleft()

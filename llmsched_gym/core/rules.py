@@ -2,7 +2,9 @@
 
 Every rule is a numba function (``cache=True``). Compiled code (the engine's kernels, the schedulers'
 compiled plans, the env's packers) calls it directly; Python code calls the same source through
-``rule.py_func`` (no dispatch cost). The arithmetic rules also accept numpy arrays there, elementwise.
+``rule.py_func``. Rules spell their arithmetic out instead of calling each other or numpy, so that ``py_func`` is
+plain arithmetic: fast on Python and numpy scalars and, except :func:`new_blocks` and :func:`arrival_fit`,
+elementwise on arrays.
 
 Request progress (docs/engine.md "Request progress"): a request has ``prompt`` tokens, has generated
 ``generated`` tokens since its last full restart and holds ``computed`` KV tokens in ``held`` blocks of
@@ -40,8 +42,8 @@ def pending(prompt, generated, computed):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def is_decode(prompt, generated, computed):  # type: ignore[no-untyped-def]
-    """Whether the request's next row is a decode: one pending token following a generated one."""
-    return (pending(prompt, generated, computed) == 1) & (generated >= 1)
+    """Whether the request's next row is a decode: one pending token (:func:`pending`) after a generated one."""
+    return (prompt + generated - computed == 1) & (generated >= 1)
 
 
 @njit(cache=True)
@@ -53,13 +55,15 @@ def blocks_for(tokens, bs):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def decode_blocks(computed, held, bs):  # type: ignore[no-untyped-def]
     """New blocks a request holding ``held`` blocks for ``computed`` tokens needs to cache one more token."""
-    return np.maximum(blocks_for(computed + 1, bs) - held, 0)
+    need = (computed + bs) // bs - held  # blocks_for(computed + 1) - held
+    return need * (need > 0)
 
 
 @njit(cache=True)
 def admission_blocks(prompt, generated, held, bs):  # type: ignore[no-untyped-def]
     """New blocks reserved at admission in "prompt" allocation mode: the whole (re-)prefill's blocks."""
-    return np.maximum(blocks_for(prompt + generated, bs) - held, 0)
+    need = (prompt + generated + bs - 1) // bs - held  # blocks_for(prompt + generated) - held
+    return need * (need > 0)
 
 
 @njit(cache=True)
@@ -69,9 +73,9 @@ def new_blocks(computed, tokens, k, prompt, generated, held, bs, reserve):  # ty
     The request then caches ``computed + k * tokens`` tokens; ``reserve`` (a waiting request in "prompt"
     allocation mode) raises the need to the admission reservation :func:`admission_blocks`.
     """
-    after = blocks_for(computed + k * tokens, bs)
+    after = (computed + k * tokens + bs - 1) // bs  # blocks_for(computed + k * tokens)
     if reserve:
-        after = max(after, blocks_for(prompt + generated, bs))
+        after = max(after, (prompt + generated + bs - 1) // bs)
     return max(after - held, 0)
 
 
@@ -82,8 +86,8 @@ def arrival_fit(prompt, target, bs, total, usable):  # type: ignore[no-untyped-d
     ``usable`` is the pool above the watermark. The request's KV at completion holds
     ``prompt + target - 1`` tokens (the last token is never cached).
     """
-    need = blocks_for(prompt + target - 1, bs)
-    admit = blocks_for(prompt, bs)
+    need = (prompt + target - 1 + bs - 1) // bs  # blocks_for(prompt + target - 1)
+    admit = (prompt + bs - 1) // bs
     if need > total:
         return NEVER_FITS, need, admit
     if admit > usable:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 _pending = rules.pending.py_func
 _blocks_for = rules.blocks_for.py_func
 _admission_blocks = rules.admission_blocks.py_func
+_new_blocks = rules.new_blocks.py_func
 _HIDDEN = ("ext_id", "output", "target", "wasted", "tbt_max", "tbt_sum")  # not in the view (``target``: the oracle)
 _RO_COLUMNS = tuple(name for name in COLUMN_NAMES if name not in _HIDDEN)
 
@@ -210,6 +211,13 @@ class EngineView:
     def blocks_for(self, tokens: int) -> int:
         """Blocks needed to hold ``tokens`` KV slots."""
         return int(_blocks_for(tokens, self._e.pool.block_size))
+
+    def new_blocks(self, rid: int, tokens: int) -> int:
+        """New blocks the engine allocates when ``rid`` runs ``tokens`` tokens (admission reservation included)."""
+        t, e = self._e.table, self._e
+        reserve = e.prompt_allocation and t.state[rid] == WAITING
+        args = (t.computed[rid], tokens, 1, t.prompt[rid], t.generated[rid], t.blocks[rid], e.pool.block_size, reserve)
+        return int(_new_blocks(*args))
 
     def admission_blocks(self, rid: int) -> int:
         """New blocks the engine reserves when ``rid`` is admitted (prompt allocation mode), else 0."""
