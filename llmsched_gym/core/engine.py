@@ -399,7 +399,8 @@ class Engine:
             stop: ``EV_*`` bits of the events that end the segment after the decision they happen in.
             max_decisions: Decision cap.
             max_iterations: Iteration cap (stretches are cut to it).
-            requeue: Where evicted requests re-enter the queue (``REQUEUE_FRONT`` or ``REQUEUE_ARRIVAL``).
+            requeue: ``REQUEUE_FRONT``: evicted requests re-enter the queue at its front; ``REQUEUE_ARRIVAL``: the
+                queue is every waiting request in arrival order (``waiting`` is not needed).
 
         Needs a compiled cost model (:attr:`compiled_cost`).
         """

@@ -35,10 +35,14 @@ KERNELS = {"sarathi": specialize(sarathi_plan), "priority": specialize(priority_
 PLANS = {"sarathi": sarathi_plan, "priority": priority_plan}
 
 
-def workload(seed: int, n: int = 120) -> list[Request]:
+def workload(seed: int, n: int = 120, clients: int = 1) -> list[Request]:
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(0.02, n))
-    return [Request(i, float(a), int(rng.integers(1, 300)), int(rng.integers(1, 60))) for i, a in enumerate(arrivals)]
+    lengths = [(int(rng.integers(1, 300)), int(rng.integers(1, 60))) for _ in range(n)]
+    return [
+        Request(i, float(a), p, o, client=i % clients)
+        for i, (a, (p, o)) in enumerate(zip(arrivals, lengths, strict=True))
+    ]
 
 
 def params_of(name: str, n: int, seed: int) -> object:
@@ -100,8 +104,8 @@ def reference_hold(engine, plan, params, stop, max_iterations):
             return STOP_LIMIT, events, decisions, iterations, seen, range(n0, t.n)
 
 
-def run_both(name, seed, blocks, ff, restart, stop, max_iterations):
-    reqs = workload(seed)
+def run_both(name, seed, blocks, ff, restart, stop, max_iterations, clients=1):
+    reqs = workload(seed, clients=clients)
     params = params_of(name, len(reqs), seed)
     fast, slow = engine_of(reqs, blocks, ff, restart), engine_of(reqs, blocks, ff, restart)
     holds = 0
@@ -139,3 +143,10 @@ def test_held_decisions_match_the_python_reference(name, ff, restart, blocks, st
 def test_priority_packer_preempts_under_kv_pressure():
     fast, _, _ = run_both("priority", 3, 60, True, "recompute", EV_EVICT, 1 << 30)
     assert fast.columns["preemptions"].sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_held_decisions_match_with_several_clients(name):  # per-client time series: samples taken in Python
+    fast, slow, _ = run_both(name, 4, 80, True, "recompute", EV_ARRIVAL | EV_FINISH, 1 << 30, clients=3)
+    assert_identical(fast, slow)
+    assert fast.recorder.client_service
