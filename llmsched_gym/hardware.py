@@ -35,6 +35,7 @@ class GPUSpec:
         interconnect_bandwidth: Per-direction GPU-to-GPU (NVLink) bandwidth in bytes/s, or None if unknown.
         measured_flops: Best measured bf16 GEMM FLOP/s on this GPU, if measured.
         measured_bandwidth: Best measured device-to-device copy bandwidth (bytes read + written per second).
+        clock_hz: Boost clock of the SMs in Hz, if known (the roofline scales its launch floors with it).
     """
 
     name: str
@@ -44,6 +45,7 @@ class GPUSpec:
     interconnect_bandwidth: float | None = None
     measured_flops: float | None = None
     measured_bandwidth: float | None = None
+    clock_hz: float | None = None
 
     def __post_init__(self) -> None:
         """Check that every quantity is positive."""
@@ -52,14 +54,14 @@ class GPUSpec:
         _require(self.memory_bytes > 0, owner, f"memory_bytes={self.memory_bytes} must be > 0 (bytes, not GiB)")
         _require(self.peak_flops > 0, owner, f"peak_flops={self.peak_flops} must be > 0 (FLOP/s)")
         _require(self.hbm_bandwidth > 0, owner, f"hbm_bandwidth={self.hbm_bandwidth} must be > 0 (bytes/s)")
-        for field_name in ("interconnect_bandwidth", "measured_flops", "measured_bandwidth"):
+        for field_name in ("interconnect_bandwidth", "measured_flops", "measured_bandwidth", "clock_hz"):
             value = getattr(self, field_name)
             _require(value is None or value > 0, owner, f"{field_name}={value} must be > 0 or None")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """The shape of a decoder-only (Llama-style) transformer with gated MLP and untied embeddings.
+    """The shape of a decoder-only transformer (Llama-style by default: gated MLP, untied embeddings).
 
     Attributes:
         name: Canonical name, e.g. ``"Llama-2-7B"``.
@@ -71,6 +73,8 @@ class ModelSpec:
         intermediate: MLP intermediate size (gate, up and down projections).
         vocab: Vocabulary size (embedding table and LM head).
         dtype_bytes: Bytes per weight and per KV element (2 for bf16/fp16).
+        gated_mlp: Whether the MLP has three matrices (gate, up, down; Llama) or two (up, down; BLOOM, GPT).
+        tied_embeddings: Whether the LM head shares the embedding table (BLOOM) instead of its own (Llama).
     """
 
     name: str
@@ -82,6 +86,8 @@ class ModelSpec:
     intermediate: int
     vocab: int
     dtype_bytes: int = 2
+    gated_mlp: bool = True
+    tied_embeddings: bool = False
 
     def __post_init__(self) -> None:
         """Check that the shape is consistent."""
@@ -99,16 +105,18 @@ class ModelSpec:
 
     @property
     def layer_linear_params(self) -> int:
-        """Weights of the GEMMs of one layer (q, k, v, o projections and the gated MLP)."""
+        """Weights of the GEMMs of one layer (q, k, v, o projections and the MLP's two or three matrices)."""
         q_and_o = 2 * self.hidden * self.n_heads * self.head_dim
         k_and_v = 2 * self.hidden * self.n_kv_heads * self.head_dim
-        return q_and_o + k_and_v + 3 * self.hidden * self.intermediate
+        mlp_matrices = 3 if self.gated_mlp else 2
+        return q_and_o + k_and_v + mlp_matrices * self.hidden * self.intermediate
 
     @property
     def n_params(self) -> int:
-        """Total parameters: layers (linear + 2 norms), embedding, final norm and LM head."""
+        """Total parameters: layers (linear + 2 norms), embedding, final norm and LM head (biases ignored)."""
         per_layer = self.layer_linear_params + 2 * self.hidden
-        return self.n_layers * per_layer + 2 * self.vocab * self.hidden + self.hidden
+        tables = 1 if self.tied_embeddings else 2
+        return self.n_layers * per_layer + tables * self.vocab * self.hidden + self.hidden
 
     @property
     def weight_bytes(self) -> int:
@@ -117,8 +125,9 @@ class ModelSpec:
 
     @property
     def streamed_weight_bytes(self) -> int:
-        """Bytes every forward pass reads: all weights except the embedding table (only gathered rows)."""
-        return (self.n_params - self.vocab * self.hidden) * self.dtype_bytes
+        """Bytes every forward pass reads: all weights except an untied embedding table (only gathered rows)."""
+        gathered_only = 0 if self.tied_embeddings else self.vocab * self.hidden
+        return (self.n_params - gathered_only) * self.dtype_bytes
 
     def kv_bytes_per_token(self, tp: int = 1) -> int:
         """KV-cache bytes one token occupies on one GPU: ``2 * layers * kv_heads * head_dim * dtype / tp``.
@@ -197,13 +206,19 @@ GPUS: Mapping[str, GPUSpec] = MappingProxyType(
     {
         g.name: g
         for g in (
-            GPUSpec("H100-80GB", 80 * GIB, 989e12, 3.35e12, 450e9, measured_flops=764e12, measured_bandwidth=2.92e12),
-            GPUSpec("H200", 141 * 10**9, 989e12, 4.8e12, 450e9),
-            GPUSpec("A100-80GB", 80 * GIB, 312e12, 2.039e12, 300e9),
+            GPUSpec("H100-80GB", 80 * GIB, 989e12, 3.35e12, 450e9, 764e12, 2.92e12, clock_hz=1.98e9),
+            GPUSpec("H200", 141 * 10**9, 989e12, 4.8e12, 450e9, clock_hz=1.98e9),
+            GPUSpec("A100-80GB", 80 * GIB, 312e12, 2.039e12, 300e9, clock_hz=1.41e9),
+            GPUSpec("H100-80GB-PCAP", 80 * GIB, 989e12 / 1.3, 3.35e12, 450e9, clock_hz=1.98e9),
         )
     }
 )
-"""Built-in GPUs (SXM parts). H100 measured ceilings come from design/executor.md."""
+"""Built-in GPUs (SXM parts). H100 measured ceilings come from design/executor.md.
+
+``H100-80GB-PCAP`` is the power-capped H100 of the Splitwise characterisation (../shared/calibration): its
+prefills take 1.30x the uncapped H100's at every size and TP while its decode steps are unchanged, so it is
+modelled as an H100 with 1/1.3 of the peak FLOP/s (derived from those measurements, not a datasheet value).
+"""
 
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {
@@ -214,10 +229,12 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
             ModelSpec("Mistral-7B", 32, 4096, 32, 8, 128, 14336, 32000),
             ModelSpec("Llama-3-8B", 32, 4096, 32, 8, 128, 14336, 128256),
             ModelSpec("Llama-2-70B", 80, 8192, 64, 8, 128, 28672, 32000),
+            ModelSpec("BLOOM-176B", 70, 14336, 112, 112, 128, 57344, 250880, gated_mlp=False, tied_embeddings=True),
         )
     }
 )
-"""Built-in model shapes (bf16)."""
+"""Built-in model shapes (bf16). BLOOM-176B (the Splitwise characterisation's second model) has a two-matrix
+GeLU MLP, tied embeddings and ALiBi positions; its biases (0.003 % of the weights) are not counted."""
 
 
 def _lookup(kind: str, catalog: Mapping[str, GPUSpec] | Mapping[str, ModelSpec], name: str) -> str:

@@ -6,6 +6,7 @@ Adding a scheduler touches only this file (plus its module). ``llmsched_gym`` ne
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -126,19 +127,65 @@ REGISTRY: Mapping[str, SchedulerEntry] = MappingProxyType(
 )
 
 
+PREFIXES: Mapping[str, str] = MappingProxyType({})
+"""Name schemes routed to a factory: ``"scheme:ARG"`` calls ``PREFIXES[scheme]`` (a lazy ``"module:function"``)
+with ``ARG`` and the keyword arguments, e.g. ``"policy": "llmsched_gym.policy:load_scheduler"`` for
+``--scheduler policy:PATH``. Empty today; a scheme is one entry here."""
+
+
 def list_schedulers() -> dict[str, str]:
     """Registered names and their one-line descriptions."""
     return {name: entry.description for name, entry in REGISTRY.items()}
 
 
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def resolve_scheduler(name: str) -> str:
+    """The registered spelling of ``name`` (case-insensitive, ``_`` equals ``-``).
+
+    A name using a registered scheme (``scheme:ARG``, see :data:`PREFIXES`) is returned as it is.
+
+    Raises:
+        UnknownNameError: Neither; the message suggests the closest registered name.
+    """
+    scheme, sep, _ = name.partition(":")
+    if sep and scheme.strip().lower() in PREFIXES:
+        return name
+    wanted = _key(name)
+    for registered in REGISTRY:
+        if _key(registered) == wanted:
+            return registered
+    close = difflib.get_close_matches(wanted, list(REGISTRY), n=1, cutoff=0.6)
+    schemes = f", or a scheme {', '.join(s + ':...' for s in PREFIXES)}" if PREFIXES else ""
+    choices = f"did you mean {close[0]!r}?" if close else f"registered: {', '.join(REGISTRY)}{schemes}"
+    raise UnknownNameError(f"unknown scheduler {name!r} ({choices}; see `llmsched schedulers`)")
+
+
+def scheduler_class(name: str) -> type:
+    """The class of a registered scheduler (imports its module)."""
+    module_name, _, cls_name = REGISTRY[resolve_scheduler(name)].target.partition(":")
+    cls: type = getattr(importlib.import_module(module_name), cls_name)
+    return cls
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def make_scheduler(name: str, **kwargs: Any) -> Scheduler:
-    """Build a registered scheduler; ``kwargs`` override the preset's arguments."""
-    try:
-        entry = REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown scheduler {name!r}; registered: {', '.join(sorted(REGISTRY))}") from None
-    module_name, _, cls_name = entry.target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    scheduler: Scheduler = cls(**{**entry.kwargs, **kwargs})
-    scheduler.name = name
+    """Build a registered scheduler; ``kwargs`` override the preset's arguments.
+
+    Names are case-insensitive; ``scheme:ARG`` names go to the scheme's factory (:data:`PREFIXES`).
+    """
+    canonical = resolve_scheduler(name)
+    scheme, sep, arg = canonical.partition(":")
+    if sep and canonical not in REGISTRY:
+        built: Scheduler = _load(PREFIXES[scheme.strip().lower()])(arg, **kwargs)
+        return built
+    entry = REGISTRY[canonical]
+    scheduler: Scheduler = _load(entry.target)(**{**entry.kwargs, **kwargs})
+    scheduler.name = canonical
     return scheduler

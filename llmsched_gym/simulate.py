@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,26 +51,39 @@ class SimulationResult:
         return int(self.columns["arrival"].size)
 
 
-def run_engine(engine: Engine, scheduler: Scheduler, *, progress: bool = False, total: int | None = None) -> None:
+def run_engine(
+    engine: Engine,
+    scheduler: Scheduler,
+    *,
+    progress: bool = False,
+    total: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
     """Drive ``engine`` with ``scheduler`` until it is done.
 
     A scheduler may offer ``fused_driver(engine)``: a callable that advances the engine by one or more
     decisions in compiled code (see :meth:`llmsched_gym.core.engine.Engine.run_segment`); it is used when it
-    returns one.
+    returns one. ``progress`` shows a bar of finished requests out of ``total``; ``on_progress(k)`` is called with
+    the number of requests newly finished (for progress shown elsewhere, e.g. by a sweep's parent process).
     """
     bar = _progress_bar(total) if progress else None
     make_driver = getattr(scheduler, "fused_driver", None)
     drive = make_driver(engine) if make_driver is not None else None
     step, view, schedule = engine.step, engine.view, scheduler.schedule
+    watch = bar is not None or on_progress is not None
     served = 0
     while not engine.done:
         if drive is not None:
             drive()
         else:
             step(schedule(view()))
-        if bar is not None and engine.table.n - engine.unfinished > served:
-            bar.update(engine.table.n - engine.unfinished - served)
-            served = engine.table.n - engine.unfinished
+        if watch and engine.table.n - engine.unfinished > served:
+            done = engine.table.n - engine.unfinished
+            if bar is not None:
+                bar.update(done - served)
+            if on_progress is not None:
+                on_progress(done - served)
+            served = done
     if bar is not None:
         bar.close()
 
@@ -90,16 +103,20 @@ def simulate(
     seed: int | None = 0,
     progress: bool = False,
     total: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> SimulationResult:
     """Serve ``requests`` with ``scheduler`` on ``runner`` and return the recorded result.
 
     The scheduler's :class:`~llmsched_gym.core.protocols.EngineRequirements` are applied to
-    ``config`` and the scheduler is reset with ``seed`` first.
+    ``config`` and the scheduler is reset with ``seed`` first. ``progress``, ``total`` and ``on_progress``
+    are those of :func:`run_engine` (``total`` defaults to ``len(requests)`` for a sized collection).
     """
     scheduler.reset(seed=seed)
+    if total is None and isinstance(requests, Sized):
+        total = len(requests)
     engine = Engine(requests, runner, config.with_requirements(scheduler.requirements))
     t0 = time.perf_counter()
-    run_engine(engine, scheduler, progress=progress, total=total)
+    run_engine(engine, scheduler, progress=progress, total=total, on_progress=on_progress)
     wall = time.perf_counter() - t0
     return result_of(engine, scheduler.name, wall)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,21 +105,39 @@ def run_requests(
     return simulate(requests, make_scheduler(scheduler, **params), runner, setup.engine, seed=seed)
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
+def progress(total: int | None, desc: str, unit: str = "run") -> Any:
+    """A progress bar on stderr (tqdm), so that long reproductions show they are moving."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, file=sys.stderr)
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], jobs: int, desc: str | None = None) -> list[R]:
     """``[fn(x) for x in items]`` in ``jobs`` worker processes (in order; ``jobs <= 1`` runs in-process).
+
+    A progress bar counts finished items as they complete.
 
     Args:
         fn: A picklable (module-level) function.
         items: Its picklable arguments.
         jobs: Worker processes.
+        desc: Label of the progress bar (default: the function's name).
 
     Returns:
         The results in the order of ``items``.
     """
-    if jobs <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
-        return list(pool.map(fn, items))
+    with progress(len(items), desc or getattr(fn, "__name__", "runs").strip("_")) as bar:
+        if jobs <= 1 or len(items) <= 1:
+            out = []
+            for x in items:
+                out.append(fn(x))
+                bar.update(1)
+            return out
+        with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+            futures = [pool.submit(fn, x) for x in items]
+            for _ in as_completed(futures):
+                bar.update(1)
+            return [f.result() for f in futures]
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -137,6 +157,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default docs/reproductions, +/quick)")
     args = p.parse_args(argv)
+    if importlib.util.find_spec("matplotlib") is None:
+        sys.exit("the reproductions draw plots with matplotlib, which is not installed: pip install -e '.[plots]'")
     if args.out is None:
         args.out = OUT_DIR / "quick" if args.quick else OUT_DIR
     args.out.mkdir(parents=True, exist_ok=True)

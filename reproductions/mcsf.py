@@ -44,7 +44,7 @@ from reproductions._common import (
     write_csv,
 )
 
-COST_KWARGS: dict[str, Any] = {"gpu": "A100-80GB", "model": "Llama-2-70B", "tp": 2}
+COST_KWARGS: dict[str, Any] = {"gpu": "A100-80GB", "model": "Llama-2-70B", "tp": 2, "preset": "cuda-graphs"}
 KV_BLOCKS = 1_030
 FULL = {"restart_mode": "full"}
 POLICIES: dict[str, tuple[str, dict[str, Any]]] = {

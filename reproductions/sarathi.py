@@ -29,13 +29,14 @@ from reproductions._common import (
     parallel_map,
     parse_args,
     print_table,
+    progress,
     pyplot,
     save_figure,
     write_csv,
 )
 
 GPU, MODEL = "H100-80GB", "Mistral-7B"
-COST_KWARGS: dict[str, Any] = {"gpu": GPU, "model": MODEL}
+COST_KWARGS: dict[str, Any] = {"gpu": GPU, "model": MODEL, "preset": "cuda-graphs"}
 DATASETS = {"sharegpt": 8192, "arxiv": 16384}
 """Workload name → context cap (the paper's max_model_len; totals above it are removed, spec §1.5)."""
 SLO_FACTORS = {"strict": 5.0, "relaxed": 25.0}
@@ -175,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = parallel_map(run_capacity, tasks, args.jobs)
     rows = capacity_table(results)
     rates = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0) if args.quick else (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
-    points = run_sweep(spec_for("sharegpt", "strict", SCHEDULERS, rates, min(n, 1024)), jobs=args.jobs)
+    spec = spec_for("sharegpt", "strict", SCHEDULERS, rates, min(n, 1024))
+    with progress(len(spec.grid()), "load sweep") as bar:
+        points = run_sweep(spec, jobs=args.jobs, on_done=lambda _p: bar.update(1))
     load = [{"scheduler": p.scheduler, "rate": p.rate, "p99_tbt_s": p.summary.tbt["p99"],
              "median_sched_delay_s": p.summary.scheduling_delay["p50"], "median_ttft_s": p.summary.ttft["p50"]}
             for p in points]  # fmt: skip

@@ -59,12 +59,12 @@ PARAMS: dict[str, dict[str, Any]] = {
 
 def setup() -> Setup:
     """Roofline of Mistral-7B on the RTX 6000 Ada, SLAI's KV pool."""
-    return Setup("roofline", {"gpu": RTX_6000_ADA, "model": MODEL}, engine_config(KV_BLOCKS))
+    return Setup("roofline", {"gpu": RTX_6000_ADA, "model": MODEL, "preset": "cuda-graphs"}, engine_config(KV_BLOCKS))
 
 
 def chunk_profile() -> list[dict[str, float]]:
     """Mean iteration time and TTFT of one 2048-token prompt chunked at 64…1024 (SLAI's chunk-size profile)."""
-    cost = make_cost_model("roofline", gpu=RTX_6000_ADA, model=MODEL)
+    cost = make_cost_model("roofline", gpu=RTX_6000_ADA, model=MODEL, preset="cuda-graphs")
     rows = []
     for chunk in (64, 128, 256, 384, 512, 768, 1024):
         times = [cost.iteration_time(BatchSummary.of([(min(chunk, 2048 - x), x)])) for x in range(0, 2048, chunk)]

@@ -54,8 +54,8 @@ LABELS = {"fcfs-vtc-runtime": "FCFS", "lcf": "LCF", "vtc": "VTC", "vtc-predict":
 
 def setup(pool: int = POOL_TOKENS) -> Setup:
     """Roofline of Llama-2-7B on the A10G; token-granular pool, no watermark, per-client service every second."""
-    return Setup("roofline", {"gpu": A10G, "model": MODEL}, engine_config(pool, block_size=1, watermark=0.0,
-                                                                          sample_dt=1.0))  # fmt: skip
+    cost = {"gpu": A10G, "model": MODEL, "preset": "cuda-graphs"}
+    return Setup("roofline", cost, engine_config(pool, block_size=1, watermark=0.0, sample_dt=1.0))
 
 
 def params(name: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from reproductions._common import (
     write_csv,
 )
 
-COST_KWARGS: dict[str, Any] = {"gpu": "A100-80GB", "model": "Llama-2-7B"}
+COST_KWARGS: dict[str, Any] = {"gpu": "A100-80GB", "model": "Llama-2-7B", "preset": "cuda-graphs"}
 KV_BLOCKS = 8_560
 NESTED = {"boundaries": (20, 50), "output_dist": ((20, 0.7), (50, 0.3)), "eta": 0.05}
 Policy = tuple[str, dict[str, Any], tuple[int, ...]]

@@ -7,9 +7,11 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from llmsched_gym.cli.metadata import RunRecord, csv_header_line
 from llmsched_gym.metrics.summary import RunSummary, per_request
 from llmsched_gym.simulate import SimulationResult
 
@@ -39,12 +41,18 @@ def _cell(s: RunSummary, key: str) -> str:
         "e2e": " / ".join(_f(s.e2e[q]) for q in ("p50", "p90", "p99")),
         "sched": f"{_f(s.scheduling_delay['p50'])} / {_f(s.scheduling_delay['p99'])}",
         "tput": f"{s.input_tok_per_s:.0f} / {s.output_tok_per_s:.0f}",
-        "slo": f"{_f(s.slo_attainment['all'])} / {_f(s.goodput_req_per_s)}",
+        "slo": _slo_cell(s),
         "preempt": f"{s.preemptions} / {s.wasted_tokens}",
         "kv": f"{_f(s.kv_util_mean)} / {_f(s.kv_util_max)}",
         "sim": f"{s.iterations} / {s.decisions} / {s.wall_s:.2f}",
     }
     return cells[key]
+
+
+def _slo_cell(s: RunSummary) -> str:
+    if "all" not in s.slo_attainment:
+        return "- (no SLO targets)"
+    return f"{_f(s.slo_attainment['all'])} / {_f(s.goodput_req_per_s)}"
 
 
 def summary_table(summaries: Sequence[RunSummary]) -> str:
@@ -70,17 +78,22 @@ def summary_table(summaries: Sequence[RunSummary]) -> str:
     return "\n".join(lines)
 
 
-def write_per_request(res: SimulationResult, path: Path) -> None:
-    """Per-request metrics to ``.csv`` or ``.json`` (chosen by the suffix)."""
+def write_per_request(res: SimulationResult, path: Path, record: RunRecord | None = None) -> None:
+    """Per-request metrics to ``.csv`` or ``.json`` (chosen by the suffix), headed by the run record.
+
+    The folder must exist (it is never created: a mistyped folder is an error, not a new directory).
+    """
     cols = per_request(res)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = list(cols)
     rows = zip(*(cols[n].tolist() for n in names), strict=True)
     if path.suffix.lower() == ".json":
         records = [dict(zip(names, map(_json_value, row), strict=True)) for row in rows]
-        path.write_text(json.dumps({"scheduler": res.scheduler, "requests": records}, indent=1))
+        run = None if record is None else record.as_dict()
+        path.write_text(json.dumps({"run": run, "scheduler": res.scheduler, "requests": records}, indent=1))
         return
     with path.open("w", newline="") as fh:
+        if record is not None:
+            fh.write(csv_header_line(record))
         writer = csv.writer(fh)
         writer.writerow(names)
         writer.writerows(rows)
@@ -92,3 +105,17 @@ def _json_value(v: object) -> object:
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with non-finite floats as ``None`` and numpy scalars as Python numbers (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return _json_value(value)
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON text of ``value`` (NaN and infinities become ``null``)."""
+    return json.dumps(jsonable(value), indent=1, allow_nan=False, default=str)

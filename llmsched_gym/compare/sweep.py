@@ -7,15 +7,19 @@ scheduler sees exactly the same request sequence at that point. Points run in wo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import dataclasses
+import multiprocessing
+import time
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from llmsched_gym.core.engine import EngineConfig
-from llmsched_gym.core.request import Request
+from llmsched_gym.core.request import Request, SLOClass
 from llmsched_gym.core.runner import SimulatedRunner
 from llmsched_gym.metrics.fairness import service_series
 from llmsched_gym.metrics.summary import RunSummary, summarize
@@ -35,6 +39,7 @@ class SweepSpec:
         cost_kwargs: Its keyword arguments (``gpu``, ``model``, ``tp``, ...).
         engine: Engine configuration (the schedulers' requirements are applied per run).
         scheduler_params: Per-scheduler constructor overrides.
+        slo: SLO class given to every request, or ``None`` to keep the workload's own.
     """
 
     schedulers: tuple[str, ...]
@@ -46,6 +51,11 @@ class SweepSpec:
     cost_kwargs: dict[str, Any]
     engine: EngineConfig
     scheduler_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    slo: SLOClass | None = None
+
+    def grid(self) -> list[tuple[str, float | None, int]]:
+        """Every ``(scheduler, rate, seed)`` point, in the sweep's deterministic order."""
+        return [(s, r, seed) for s in self.schedulers for r in self.rates for seed in self.seeds]
 
     def __post_init__(self) -> None:
         """Validate the grid."""
@@ -77,18 +87,57 @@ class SweepPoint:
 def _workload(spec: SweepSpec, rate: float | None, seed: int) -> Iterator[Request]:
     from llmsched_gym.workloads import make_workload
 
-    return make_workload(spec.workload, rng=np.random.default_rng(seed), rate=rate, **spec.workload_kwargs)
+    stream = make_workload(spec.workload, rng=np.random.default_rng(seed), rate=rate, **spec.workload_kwargs)
+    slo = spec.slo
+    return stream if slo is None else (dataclasses.replace(r, slo=slo) for r in stream)
 
 
-def run_point(spec: SweepSpec, scheduler: str, rate: float | None, seed: int) -> SweepPoint:
-    """Simulate one (scheduler, rate, seed) point."""
+class _Throttled:
+    """Forwards finished-request counts to a queue at most every ``interval`` seconds (cheap inter-process updates)."""
+
+    def __init__(self, queue: Any, interval: float = 0.25) -> None:
+        self.queue, self.interval = queue, interval
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def __call__(self, k: int) -> None:
+        self.pending += k
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.queue.put(self.pending)
+        self.pending, self.last = 0, time.monotonic()
+
+
+def run_point(
+    spec: SweepSpec,
+    scheduler: str,
+    rate: float | None,
+    seed: int,
+    progress: Callable[[int], None] | Any | None = None,
+) -> SweepPoint:
+    """Simulate one (scheduler, rate, seed) point.
+
+    Args:
+        spec: The sweep.
+        scheduler: One of its schedulers.
+        rate: One of its rates.
+        seed: One of its seeds.
+        progress: Told the number of newly finished requests as the run goes: a callable, or a queue (with ``put``)
+            shared with a parent process.
+    """
     from llmsched_gym.costs import make_cost_model
     from llmsched_gym.schedulers import make_scheduler
     from llmsched_gym.simulate import simulate
 
     sched = make_scheduler(scheduler, **spec.scheduler_params.get(scheduler, {}))
     runner = SimulatedRunner(make_cost_model(spec.cost_model, **spec.cost_kwargs))
-    res = simulate(_workload(spec, rate, seed), sched, runner, spec.engine, seed=seed)
+    report = _Throttled(progress) if progress is not None and hasattr(progress, "put") else progress
+    res = simulate(_workload(spec, rate, seed), sched, runner, spec.engine, seed=seed, on_progress=report)
+    if isinstance(report, _Throttled):
+        report.flush()
     c = res.columns
     values, weights = res.recorder.tbt_samples()
     times, service, _ = service_series(res)
@@ -98,22 +147,73 @@ def run_point(spec: SweepSpec, scheduler: str, rate: float | None, seed: int) ->
     )
 
 
+Key = tuple[str, float | None, int]
+
+
 def run_sweep(
-    spec: SweepSpec, *, jobs: int = 2, on_done: Callable[[SweepPoint], None] | None = None
+    spec: SweepSpec,
+    *,
+    jobs: int = 2,
+    on_done: Callable[[SweepPoint], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    skip: Collection[Key] = (),
 ) -> list[SweepPoint]:
-    """Run every point of ``spec`` (``jobs`` processes; 1 runs in-process) in a deterministic order."""
-    grid = [(s, r, seed) for s in spec.schedulers for r in spec.rates for seed in spec.seeds]
-    points: dict[tuple[str, float | None, int], SweepPoint] = {}
-    if jobs <= 1:
+    """Run every point of ``spec`` except ``skip`` (``jobs`` processes; 1 runs in-process), in grid order.
+
+    Args:
+        spec: The sweep.
+        jobs: Worker processes.
+        on_done: Called with each point as it finishes (in completion order), e.g. to stream it to a file.
+        on_progress: Called with the number of requests newly finished in any run, while runs go on.
+        skip: Points not to run (already done by an earlier, interrupted sweep).
+
+    Returns:
+        The points run, in grid order.
+    """
+    skipped = set(skip)
+    grid = [key for key in spec.grid() if key not in skipped]
+    points: dict[Key, SweepPoint] = {}
+
+    def finished(key: Key, point: SweepPoint) -> None:
+        points[key] = point
+        if on_done is not None:
+            on_done(point)
+
+    if jobs <= 1 or len(grid) <= 1:
         for key in grid:
-            points[key] = run_point(spec, *key)
-            if on_done is not None:
-                on_done(points[key])
+            finished(key, run_point(spec, *key, progress=on_progress))
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_point, spec, *key): key for key in grid}
-            for fut in as_completed(futures):
-                points[futures[fut]] = fut.result()
-                if on_done is not None:
-                    on_done(points[futures[fut]])
+        _run_parallel(spec, grid, jobs, finished, on_progress)
     return [points[key] for key in grid]
+
+
+def _run_parallel(
+    spec: SweepSpec,
+    grid: list[Key],
+    jobs: int,
+    finished: Callable[[Key, SweepPoint], None],
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    with ExitStack() as stack:
+        queue = stack.enter_context(multiprocessing.Manager()).Queue() if on_progress is not None else None
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(jobs, len(grid))))
+        futures = {pool.submit(run_point, spec, *key, queue): key for key in grid}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                _drain(queue, on_progress)
+                for fut in done:
+                    finished(futures[fut], fut.result())
+        except BaseException:
+            for fut in pending:  # do not wait for the rest of the sweep on the way out
+                fut.cancel()
+            raise
+        _drain(queue, on_progress)
+
+
+def _drain(queue: Any, on_progress: Callable[[int], None] | None) -> None:
+    if queue is None or on_progress is None:
+        return
+    while not queue.empty():
+        on_progress(int(queue.get()))

@@ -1,30 +1,92 @@
-"""Compiled (numba) forms of the closed-form cost models, for the engine's fused step.
+"""Compiled (numba) cost forms: the single source of every closed-form iteration-time formula.
 
-A cost model that can be evaluated here exposes ``compiled_form()`` returning a
-:class:`CompiledCost`: a form number and its coefficient vector. The kernels reproduce the Python
-models' ``iteration_time`` and ``stretch_times`` operation for operation, so simulated times are
-bit-identical whichever path computes them (tested in ``tests/costs/test_compiled.py``).
+A cost model with a closed form exposes ``compiled_form()`` returning a :class:`CompiledCost`: a form number
+and its coefficient vector. The Python cost models evaluate themselves by calling these kernels, and the
+engine's fused step calls the same kernels from compiled code, so both paths compute every time with one
+formula (tested in ``tests/costs/test_compiled.py``). Coefficients are named: :data:`COEFFICIENT_NAMES` lists
+each form's names in vector order, and the kernels index the vector through the named constants below.
 
-Forms and coefficient layouts:
+Forms (docs/cost_models.md, docs/profiles.md):
 
-* :data:`ROOFLINE` — ``[overhead, tile, c_lin, c_head, t_weights, c_attn, c_kv, c_ar, ar_lat]``
-  (:class:`~llmsched_gym.costs.roofline.RooflineCostModel`);
-* :data:`TILE_KNEE_LINEAR` — ``[c0, tile, c_tok, knee, c_dec, c_kv, c_attn, c_pre_ctx]``
-  (:class:`~llmsched_gym.costs.profile.ProfileCostModel`).
+* :data:`OPERATOR` — the operator form of the roofline and of schema-2 calibration profiles. With ``T`` batch
+  tokens (``T_g`` rounded up to ``tile_tokens``), ``S`` sequences, ``N`` decodes with context sum ``D`` and
+  prefill chunks ``c`` over cached context ``x``::
+
+      gemm = smax(weights_s, token_s * T_g + seq_s * S; gemm_p)                 linear layers and LM head
+      gpu  = gemm + chunk_s * (S - N) + attn_s * Σ c (x + c / 2) + prefill_ctx_s * Σ x
+           + decode_s * N + kv_s * D + [T > 0] (comm_latency_s + comm_s * T)
+      host = floor_s + host_seq_s * S                                          launches, per-row host work
+      t    = fixed_s + smax(host, gpu; overlap_p)
+
+  where ``smax(a, b; p) = (a^p + b^p)^(1/p)`` is a smooth maximum (``p = 1``: the sum; large ``p``: the max).
+* :data:`TILE_KNEE_LINEAR` — the form of schema-1 calibration profiles::
+
+      t = c0 + c_tok * max(0, T_g - knee) + c_dec * N + c_kv * D + c_attn * Σ c (x + c / 2) + c_pre_ctx * Σ x
+
+Every coefficient is >= 0 (``overlap_p``, ``gemm_p`` >= 1), so times are non-negative and never decrease when
+tokens, sequences or contexts grow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from numba import njit
 
 from llmsched_gym.core.batch import FloatArray
 
-ROOFLINE = 1
 TILE_KNEE_LINEAR = 2
-_N_COEF = {ROOFLINE: 9, TILE_KNEE_LINEAR: 8}
+OPERATOR = 3
+
+COEFFICIENT_NAMES: Mapping[int, tuple[str, ...]] = MappingProxyType(
+    {
+        TILE_KNEE_LINEAR: ("c0", "tile_tokens", "c_tok", "knee_tokens", "c_dec", "c_kv", "c_attn", "c_pre_ctx"),
+        OPERATOR: (
+            "fixed_s",
+            "floor_s",
+            "host_seq_s",
+            "overlap_p",
+            "weights_s",
+            "token_s",
+            "seq_s",
+            "gemm_p",
+            "tile_tokens",
+            "chunk_s",
+            "attn_s",
+            "prefill_ctx_s",
+            "decode_s",
+            "kv_s",
+            "comm_s",
+            "comm_latency_s",
+        ),
+    }
+)
+"""Coefficient names of each form, in the order of the coefficient vector."""
+FORM_NAMES: Mapping[int, str] = MappingProxyType({TILE_KNEE_LINEAR: "tile_knee_linear", OPERATOR: "operator"})
+
+# Named positions in the coefficient vectors (numba reads module constants as compile-time constants).
+K_C0, K_TILE, K_TOK, K_KNEE, K_DEC, K_KV, K_ATTN, K_PRE_CTX = range(8)
+(
+    O_FIXED,
+    O_FLOOR,
+    O_HOST_SEQ,
+    O_OVERLAP_P,
+    O_WEIGHTS,
+    O_TOKEN,
+    O_SEQ,
+    O_GEMM_P,
+    O_TILE,
+    O_CHUNK,
+    O_ATTN,
+    O_PRE_CTX,
+    O_DECODE,
+    O_KV,
+    O_COMM,
+    O_COMM_LAT,
+) = range(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +94,8 @@ class CompiledCost:
     """A cost model in compiled form.
 
     Attributes:
-        form: :data:`ROOFLINE` or :data:`TILE_KNEE_LINEAR`.
-        coef: The form's coefficients (layout in the module docstring).
+        form: :data:`OPERATOR` or :data:`TILE_KNEE_LINEAR`.
+        coef: The form's coefficients, in the order of ``COEFFICIENT_NAMES[form]``.
     """
 
     form: int
@@ -41,13 +103,30 @@ class CompiledCost:
 
     def __post_init__(self) -> None:
         """Check the form and the coefficient count."""
-        if self.form not in _N_COEF:
-            raise ValueError(f"CompiledCost: form={self.form} must be one of {sorted(_N_COEF)}")
-        if self.coef.shape != (_N_COEF[self.form],) or self.coef.dtype != np.float64:
+        if self.form not in COEFFICIENT_NAMES:
+            raise ValueError(f"CompiledCost: form={self.form} must be one of {sorted(COEFFICIENT_NAMES)}")
+        n = len(COEFFICIENT_NAMES[self.form])
+        if self.coef.shape != (n,) or self.coef.dtype != np.float64:
             raise ValueError(
-                f"CompiledCost: form {self.form} needs {_N_COEF[self.form]} float64 coefficients, "
+                f"CompiledCost: form {self.form} needs {n} float64 coefficients, "
                 f"got shape {self.coef.shape} of {self.coef.dtype}"
             )
+
+    @classmethod
+    def of(cls, form: int, values: Mapping[str, float]) -> CompiledCost:
+        """Build from named coefficients (every name of the form is required, no other name is accepted)."""
+        names = COEFFICIENT_NAMES.get(form)
+        if names is None:
+            raise ValueError(f"CompiledCost: form={form} must be one of {sorted(COEFFICIENT_NAMES)}")
+        missing = [n for n in names if n not in values]
+        unknown = sorted(set(values) - set(names))
+        if missing or unknown:
+            raise ValueError(f"CompiledCost.of({FORM_NAMES[form]}): missing {missing}, unknown {unknown}")
+        return cls(form, np.array([float(values[n]) for n in names], dtype=np.float64))
+
+    def named(self) -> dict[str, float]:
+        """The coefficients by name."""
+        return dict(zip(COEFFICIENT_NAMES[self.form], self.coef.tolist(), strict=True))
 
 
 @njit(cache=True)
@@ -58,57 +137,86 @@ def _gemm_tokens(tokens, tile):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _roofline_linear(coef, tokens, n_seqs):  # type: ignore[no-untyped-def]
-    return max(coef[2] * _gemm_tokens(tokens, np.int64(coef[1])) + coef[3] * n_seqs, coef[4])
+def smooth_max(a, b, p):  # type: ignore[no-untyped-def]
+    """``(a^p + b^p)^(1/p)`` for ``a, b >= 0`` and ``p >= 1``, without overflow.
+
+    For ``p`` a power of two (what fits and presets use) it takes ``log2 p`` squarings and square roots instead of
+    two ``pow`` calls, a few nanoseconds; any other ``p`` falls back to ``pow``.
+    """
+    hi = max(a, b)
+    lo = min(a, b)
+    if lo <= 0.0:
+        return max(hi, 0.0)
+    ratio_p = lo / hi
+    q = p
+    while q > 1.0:
+        ratio_p *= ratio_p
+        q *= 0.5
+    if q != 1.0:
+        return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)
+    s = 1.0 + ratio_p
+    q = p
+    while q > 1.0:
+        s = np.sqrt(s)
+        q *= 0.5
+    return hi * s
 
 
 @njit(cache=True)
-def _roofline_fixed(coef, tokens, n_seqs):  # type: ignore[no-untyped-def]
-    return coef[0] + _roofline_linear(coef, tokens, n_seqs) + coef[7] * tokens + coef[8]
+def _operator_gpu(coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs):  # type: ignore[no-untyped-def]
+    """The GPU-work part ``gpu`` of the operator form (module docstring)."""
+    tokens = s_c + n_dec
+    gemm_tokens = _gemm_tokens(tokens, np.int64(coef[O_TILE]))
+    linear = coef[O_TOKEN] * gemm_tokens + coef[O_SEQ] * n_seqs
+    gpu = smooth_max(coef[O_WEIGHTS], linear, coef[O_GEMM_P]) + coef[O_CHUNK] * (n_seqs - n_dec)
+    gpu += coef[O_DECODE] * n_dec + coef[O_KV] * dec_ctx
+    if s_c:
+        gpu += coef[O_ATTN] * (s_cx + 0.5 * s_cc) + coef[O_PRE_CTX] * s_x
+    if tokens:
+        gpu += coef[O_COMM_LAT] + coef[O_COMM] * tokens
+    return gpu
 
 
 @njit(cache=True)
 def _knee_fixed(coef, tokens, n_dec):  # type: ignore[no-untyped-def]
-    gemm = _gemm_tokens(tokens, np.int64(coef[1]))
-    return coef[0] + coef[2] * max(gemm - np.int64(coef[3]), 0) + coef[4] * n_dec
+    gemm = _gemm_tokens(tokens, np.int64(coef[K_TILE]))
+    return coef[K_C0] + coef[K_TOK] * max(gemm - np.int64(coef[K_KNEE]), 0) + coef[K_DEC] * n_dec
 
 
 @njit(cache=True)
 def iteration_time(form, coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs):  # type: ignore[no-untyped-def]
-    """One iteration's duration from the batch aggregates (``s_*`` as in ``prefill_aggregates``)."""
-    tokens = s_c + n_dec
-    if form == ROOFLINE:
-        t = coef[0] + _roofline_linear(coef, tokens, n_seqs) + coef[6] * (dec_ctx + n_dec) + coef[7] * tokens
-        if s_c:
-            t += max(coef[5] * (s_cx + 0.5 * s_cc), coef[6] * (s_x + s_c))
-        return t + coef[8]
-    t = _knee_fixed(coef, tokens, n_dec) + coef[5] * dec_ctx
+    """One iteration's duration from the batch aggregates (``s_*`` as returned by :func:`aggregates`)."""
+    if form == OPERATOR:
+        gpu = _operator_gpu(coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs)
+        host = coef[O_FLOOR] + coef[O_HOST_SEQ] * n_seqs
+        return coef[O_FIXED] + smooth_max(host, gpu, coef[O_OVERLAP_P])
+    t = _knee_fixed(coef, s_c + n_dec, n_dec) + coef[K_KV] * dec_ctx
     if s_c:
-        t += coef[6] * (s_cx + 0.5 * s_cc) + coef[7] * s_x
+        t += coef[K_ATTN] * (s_cx + 0.5 * s_cc) + coef[K_PRE_CTX] * s_x
     return t
 
 
 @njit(cache=True)
 def stretch_times(form, coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs, k):  # type: ignore[no-untyped-def]
-    """Durations of ``k`` repetitions with growing contexts, as the models' ``stretch_times``."""
+    """Durations of ``k`` repetitions of one plan (``CostModel.stretch_times``).
+
+    Repetition ``j`` has every decode context grown by ``j`` and every chunk's context by ``j`` times its size.
+    """
     out = np.empty(k, np.float64)
-    if form == ROOFLINE:
-        c_kv = coef[6]
-        first = _roofline_fixed(coef, s_c + n_dec, n_seqs) + c_kv * (dec_ctx + n_dec)
-        slope = c_kv * n_dec
+    if form == OPERATOR:
+        first = _operator_gpu(coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs)
+        host = coef[O_FLOOR] + coef[O_HOST_SEQ] * n_seqs
+        slope = coef[O_KV] * n_dec
+        if s_c:
+            slope += coef[O_ATTN] * s_cc + coef[O_PRE_CTX] * s_c
         for j in range(k):
-            jf = np.float64(j)
-            v = first + slope * jf
-            if s_c:
-                compute = coef[5] * (s_cx + 0.5 * s_cc) + (coef[5] * s_cc) * jf
-                v += max(compute, c_kv * (s_x + s_c) + (c_kv * s_c) * jf)
-            out[j] = v
+            out[j] = coef[O_FIXED] + smooth_max(host, first + slope * np.float64(j), coef[O_OVERLAP_P])
         return out
-    first = _knee_fixed(coef, s_c + n_dec, n_dec) + coef[5] * dec_ctx
-    slope = coef[5] * n_dec
+    first = _knee_fixed(coef, s_c + n_dec, n_dec) + coef[K_KV] * dec_ctx
+    slope = coef[K_KV] * n_dec
     if s_c:
-        first += coef[6] * (s_cx + 0.5 * s_cc) + coef[7] * s_x
-        slope += coef[6] * s_cc + coef[7] * s_c
+        first += coef[K_ATTN] * (s_cx + 0.5 * s_cc) + coef[K_PRE_CTX] * s_x
+        slope += coef[K_ATTN] * s_cc + coef[K_PRE_CTX] * s_c
     for j in range(k):
         out[j] = first + slope * np.float64(j)
     return out

@@ -1,10 +1,12 @@
-"""Helpers shared by the cost models: batch aggregates, tile rounding and non-negative least squares."""
+"""Helpers shared by the cost models: batch aggregates, evaluation of compiled forms, non-negative least squares."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from llmsched_gym.core import cost_kernels
 from llmsched_gym.core.batch import BatchSummary, FloatArray
+from llmsched_gym.core.cost_kernels import CompiledCost
 
 
 def prefill_aggregates(batch: BatchSummary) -> tuple[int, int, int, int]:
@@ -30,6 +32,44 @@ def prefill_aggregates(batch: BatchSummary) -> tuple[int, int, int, int]:
         return sum(cs), s_cx, s_cc, sum(xs)
     ctx = batch.prefill_context
     return int(chunks.sum()), int(chunks @ ctx), int(chunks @ chunks), int(ctx.sum())
+
+
+def compiled_time(cost: CompiledCost, batch: BatchSummary) -> float:
+    """One iteration's duration from a compiled form (the same kernel the engine's fused step calls)."""
+    s_c, s_cx, s_cc, s_x = prefill_aggregates(batch)
+    n_dec, dec_ctx, n_seqs = batch.n_decodes, batch.decode_context_sum, batch.n_seqs
+    return float(cost_kernels.iteration_time(cost.form, cost.coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs))
+
+
+def compiled_stretch(cost: CompiledCost, batch: BatchSummary, k: int) -> FloatArray:
+    """Durations of ``k`` repetitions of ``batch`` from a compiled form (``CostModel.stretch_times``)."""
+    check_k(k)
+    s_c, s_cx, s_cc, s_x = prefill_aggregates(batch)
+    n_dec, dec_ctx, n_seqs = batch.n_decodes, batch.decode_context_sum, batch.n_seqs
+    out: FloatArray = cost_kernels.stretch_times(cost.form, cost.coef, s_c, s_cx, s_cc, s_x, n_dec, dec_ctx, n_seqs, k)
+    return out
+
+
+class CompiledCostModel:
+    """Base of the cost models that evaluate themselves through their compiled form (one formula, one source).
+
+    Subclasses set ``self._compiled`` in ``__init__``.
+    """
+
+    __slots__ = ("_compiled",)
+    _compiled: CompiledCost
+
+    def compiled_form(self) -> CompiledCost:
+        """The model's compiled form (the engine's fused step evaluates it without calling back into Python)."""
+        return self._compiled
+
+    def iteration_time(self, batch: BatchSummary) -> float:
+        """Duration of one iteration computing ``batch``, in seconds."""
+        return compiled_time(self._compiled, batch)
+
+    def stretch_times(self, batch: BatchSummary, k: int) -> FloatArray:
+        """Durations of ``k`` consecutive iterations of ``batch`` with contexts growing."""
+        return compiled_stretch(self._compiled, batch, k)
 
 
 def tile_ceil(tokens: int, tile: int) -> int:

@@ -99,7 +99,8 @@ class TileStepCostModel:
     decode_context_sum`` with ``T`` all tokens of the batch (prefill chunk tokens plus one per decode). Time is a
     step function of ``T`` that jumps exactly after each multiple of ``tile`` (257 tokens cost one tile more than
     256 with ``tile = 128``). Prefill context is ignored, as in the papers' model. The defaults are
-    :func:`~llmsched_gym.costs.fitting.fit_tile_step` of the default roofline (H100, Llama-2-7B), rounded.
+    :func:`~llmsched_gym.costs.fitting.fit_tile_step` of the roofline's ``cuda-graphs`` preset (H100,
+    Llama-2-7B), rounded.
 
     Attributes:
         tile: Tile size in tokens (>= 1).
@@ -111,8 +112,8 @@ class TileStepCostModel:
 
     name: ClassVar[str] = "tile_step"
     tile: int = 128
-    per_tile_s: float = 3.2e-3
-    base_s: float = 4.1e-3
+    per_tile_s: float = 3.1e-3
+    base_s: float = 5.4e-3
     per_decode_s: float = 0.0
     per_kv_token_s: float = 2.3e-7
 

@@ -1,25 +1,27 @@
-"""Measured H100 anchors of the roofline defaults, the fit that produces them, and the table in docs/cost_models.md.
+"""Measured H100 anchors of the ``cuda-graphs`` roofline preset, the fit that produces it, and its table.
 
-Run ``python -m llmsched_gym.costs.anchors`` to print the fit and the Markdown table.
+Run ``python -m llmsched_gym.costs.anchors`` to print the fit and the Markdown tables of docs/cost_models.md.
 
-Anchors (design/executor.md, one H100 80GB HBM3, Llama-2-7B shape, bf16):
+Anchors (design/executor.md, one H100 80GB HBM3, Llama-2-7B shape, bf16, the project's executor):
 
 * CUDA-graph decode steps at context 1024: B = 1 / 8 / 32 / 64 took 8.3 / 11.7 / 16.1 / 23.6 ms;
 * bf16 GEMM ceiling 764 TFLOP/s (8192³); FlashAttention-2 varlen prefill attention ~310 TFLOP/s (0.31 of peak).
 
-Fit: memory efficiency and per-iteration overhead by least squares (relative error) on the decode anchors, where
-``t = overhead + (weight bytes + KV bytes) / (e_m * peak bandwidth)``; then the compute efficiency such that a
-4096-token prefill achieves ``PREFILL_TARGET_FRACTION`` of the measured GEMM ceiling in model FLOPs per second.
+Fit (:func:`fit_cuda_graph_preset`): memory efficiency, per-iteration overhead and compute efficiency by least
+squares of the relative error on the four decode anchors and on the target (weighted 5) that a 4096-token
+prefill achieves ``PREFILL_TARGET_FRACTION`` of the measured GEMM ceiling; no launch floors (graph replay), the
+GEMM smoothness of the public fit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from llmsched_gym.core.batch import BatchSummary
-from llmsched_gym.costs.roofline import DEFAULT_ATTENTION_EFFICIENCY, RooflineCostModel, RooflineParams
+from llmsched_gym.core.batch import BatchSummary, FloatArray
+from llmsched_gym.costs.lsq import levenberg_marquardt
+from llmsched_gym.costs.roofline import RooflineCostModel, RooflineParams
 from llmsched_gym.hardware import GPUS, MODELS, GPUSpec, ModelSpec, get_gpu, get_model
 
 DECODE_ANCHORS: tuple[tuple[int, int, float], ...] = (
@@ -32,12 +34,14 @@ DECODE_ANCHORS: tuple[tuple[int, int, float], ...] = (
 PREFILL_TARGET_FRACTION = 0.65
 """Target fraction of the measured GEMM ceiling a long prefill achieves (model FLOPs / iteration time)."""
 PREFILL_FIT_TOKENS = 4096
+PREFILL_WEIGHT = 5.0
+"""Weight of the prefill target against each decode anchor (one prefill target, four decode anchors)."""
 PREFILL_TABLE_TOKENS = (512, 1024, 2048, 4096, 8192)
 
 
 @dataclass(frozen=True, slots=True)
 class AnchorFit:
-    """Unrounded result of :func:`fit_roofline_defaults`.
+    """Unrounded result of :func:`fit_cuda_graph_preset`.
 
     Attributes:
         compute_efficiency: Linear-layer fraction of peak FLOP/s.
@@ -50,8 +54,9 @@ class AnchorFit:
     overhead_s: float
 
     def rounded(self) -> RooflineParams:
-        """Parameters rounded as the module defaults are (2 decimals, 0.1 ms)."""
-        return RooflineParams(
+        """The ``cuda-graphs`` preset these values round to (2 decimals, 0.1 ms)."""
+        return replace(
+            RooflineParams.cuda_graphs(),
             compute_efficiency=round(self.compute_efficiency, 2),
             memory_efficiency=round(self.memory_efficiency, 2),
             overhead_s=round(self.overhead_s, 4),
@@ -62,42 +67,44 @@ def model_flops(model: ModelSpec, batch: BatchSummary) -> float:
     """Useful FLOPs of one iteration: GEMMs (LM head on one row per sequence) plus causal prefill attention."""
     linear = 2.0 * model.n_layers * model.layer_linear_params * batch.total_tokens
     head = 2.0 * model.vocab * model.hidden * batch.n_seqs
-    return linear + head + _attention_flops(model, batch)
-
-
-def _attention_flops(model: ModelSpec, batch: BatchSummary) -> float:
     chunks = batch.prefill_tokens.astype(np.float64)
     units = float(np.sum(chunks * (batch.prefill_context + chunks / 2.0)))
-    return 4.0 * model.n_layers * model.n_heads * model.head_dim * units
+    return linear + head + 4.0 * model.n_layers * model.n_heads * model.head_dim * units
 
 
-def fit_roofline_defaults(
+def fit_cuda_graph_preset(
     gpu: GPUSpec | str = "H100-80GB",
     model: ModelSpec | str = "Llama-2-7B",
     *,
-    attention_efficiency: float = DEFAULT_ATTENTION_EFFICIENCY,
     prefill_fraction: float = PREFILL_TARGET_FRACTION,
 ) -> AnchorFit:
-    """Fit the roofline's memory efficiency, overhead and compute efficiency to the anchors (module docstring)."""
+    """Fit the ``cuda-graphs`` preset's memory efficiency, overhead and compute efficiency (module docstring)."""
     g, m = get_gpu(gpu), get_model(model)
-    measured = np.array([t for _, _, t in DECODE_ANCHORS])
-    bytes_read = np.array(
-        [m.streamed_weight_bytes + m.kv_bytes_per_token() * b * (c + 1) for b, c, _ in DECODE_ANCHORS]
+    base = RooflineParams.cuda_graphs()
+    batches = [BatchSummary.of(n_decodes=b, decode_context_sum=b * c) for b, c, _ in DECODE_ANCHORS]
+    prefill = BatchSummary.of([(PREFILL_FIT_TOKENS, 0)])
+    targets = np.array(
+        [t for _, _, t in DECODE_ANCHORS] + [model_flops(m, prefill) / (prefill_fraction * (g.measured_flops or 1))]
     )
-    design = np.column_stack((np.ones_like(measured), bytes_read / g.hbm_bandwidth)) / measured[:, None]
-    (overhead, inv_eff), *_ = np.linalg.lstsq(design, np.ones_like(measured), rcond=None)
-    batch = BatchSummary.of([(PREFILL_FIT_TOKENS, 0)])
-    ceiling = g.measured_flops or g.peak_flops
-    target_s = model_flops(m, batch) / (prefill_fraction * ceiling)
-    attention_s = _attention_flops(m, batch) / (attention_efficiency * g.peak_flops)
-    linear_flops = 2.0 * m.n_layers * m.layer_linear_params * PREFILL_FIT_TOKENS + 2.0 * m.vocab * m.hidden
-    compute_eff = linear_flops / (g.peak_flops * (target_s - float(overhead) - attention_s))
-    return AnchorFit(float(compute_eff), float(1.0 / inv_eff), float(overhead))
+
+    def params(theta: FloatArray) -> RooflineParams:
+        e_c, e_m = (1.0 / (1.0 + np.exp(-t)) for t in theta[:2])
+        return replace(base, compute_efficiency=e_c, memory_efficiency=e_m, overhead_s=float(np.exp(theta[2])))
+
+    weights = np.array([1.0] * len(batches) + [PREFILL_WEIGHT])
+
+    def residuals(theta: FloatArray) -> FloatArray:
+        cm = RooflineCostModel(g, m, params=params(theta))
+        return weights * (np.log([cm.iteration_time(b) for b in [*batches, prefill]]) - np.log(targets))
+
+    result = levenberg_marquardt(residuals, np.array([0.3, 0.7, np.log(2.7e-3)]))
+    p = params(result.x)
+    return AnchorFit(float(p.compute_efficiency), float(p.memory_efficiency), float(p.overhead_s))
 
 
 def anchor_rows(cost_model: RooflineCostModel | None = None) -> list[tuple[str, float, float | None, str]]:
     """Rows ``(case, model ms, measured ms or None, note)`` comparing a roofline model with the anchors."""
-    cm = cost_model or RooflineCostModel()
+    cm = cost_model or RooflineCostModel(params=RooflineParams.cuda_graphs())
     rows: list[tuple[str, float, float | None, str]] = []
     for b, c, t in DECODE_ANCHORS:
         pred = cm.iteration_time(BatchSummary.of(n_decodes=b, decode_context_sum=b * c))
@@ -107,14 +114,8 @@ def anchor_rows(cost_model: RooflineCostModel | None = None) -> list[tuple[str, 
         batch = BatchSummary.of([(n, 0)])
         pred = cm.iteration_time(batch)
         rate = model_flops(cm.model, batch) / pred
-        rows.append(
-            (
-                f"prefill {n} tokens",
-                pred * 1e3,
-                None,
-                f"{rate / 1e12:.0f} TFLOP/s = {rate / ceiling:.0%} of GEMM ceiling",
-            )
-        )
+        note = f"{rate / 1e12:.0f} TFLOP/s = {rate / ceiling:.0%} of GEMM ceiling"
+        rows.append((f"prefill {n} tokens", pred * 1e3, None, note))
     return rows
 
 
@@ -138,30 +139,33 @@ SARATHI_YI_34B_A100_TP2: tuple[tuple[str, BatchSummary, float], ...] = (
 
 
 def crossover_tokens(cost_model: RooflineCostModel) -> float:
-    """Batch tokens where the linear layers turn from memory-bound to compute-bound (LM head ignored)."""
-    p, g, m = cost_model.params, cost_model.gpu, cost_model.model
-    weights_s = m.streamed_weight_bytes / (p.memory_efficiency * g.hbm_bandwidth)
-    per_token_s = 2.0 * m.n_layers * m.layer_linear_params / (p.compute_efficiency * g.peak_flops)
-    return weights_s / per_token_s
+    """Batch tokens where the linear layers' GEMM time equals their weight-streaming time (LM head ignored)."""
+    c = cost_model.coefficients
+    return c.weights_s / c.token_s
 
 
 def paper_anchor_table() -> str:
-    """Markdown: default roofline vs Sarathi-Serve's Yi-34B TP-2 measurements, and crossover token counts."""
-    yi = RooflineCostModel("A100-80GB", YI_34B, tp=2)
-    lines = ["| Yi-34B TP-2 A100 case | model (ms) | measured (ms) | error |", "|---|---|---|---|"]
+    """Markdown: both parameter sets vs Sarathi-Serve's Yi-34B TP-2 measurements, and crossover token counts."""
+    models = {
+        "defaults": RooflineCostModel("A100-80GB", YI_34B, tp=2),
+        "cuda-graphs": RooflineCostModel("A100-80GB", YI_34B, tp=2, params=RooflineParams.cuda_graphs()),
+    }
+    lines = ["| Yi-34B TP-2 A100 case | measured (ms) | " + " | ".join(f"{n} (ms, error)" for n in models) + " |"]
+    lines.append("|---|---|" + "---|" * len(models))
     for case, batch, measured in SARATHI_YI_34B_A100_TP2:
-        pred = yi.iteration_time(batch)
-        lines.append(f"| {case} | {pred * 1e3:.1f} | {measured * 1e3:.1f} | {(pred / measured - 1) * 100:+.0f}% |")
+        cells = [f"{m.iteration_time(batch) * 1e3:.1f} ({(m.iteration_time(batch) / measured - 1):+.0%})" for m in
+                 models.values()]  # fmt: skip
+        lines.append(f"| {case} | {measured * 1e3:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "| GPU | " + " | ".join(MODELS) + " |", "|---|" + "---|" * len(MODELS)]
     for gpu in GPUS:
-        cells = (f"{crossover_tokens(RooflineCostModel(gpu, model)):.0f}" for model in MODELS)
-        lines.append(f"| {gpu} | " + " | ".join(cells) + " |")
+        crossovers = (f"{crossover_tokens(RooflineCostModel(gpu, model)):.0f}" for model in MODELS)
+        lines.append(f"| {gpu} | " + " | ".join(crossovers) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
-    """Print the fit and the anchor table of the default roofline model."""
-    fit = fit_roofline_defaults()
+    """Print the fit and the anchor tables of the ``cuda-graphs`` preset."""
+    fit = fit_cuda_graph_preset()
     print(
         f"fit: compute_efficiency={fit.compute_efficiency:.4f} memory_efficiency={fit.memory_efficiency:.4f} "
         f"overhead_s={fit.overhead_s:.5f}"

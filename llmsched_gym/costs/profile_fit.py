@@ -1,6 +1,7 @@
-"""Measured calibration points and the parametric iteration-time form fitted to them.
+"""Measured calibration points, validation statistics, and the schema-1 form ``tile_knee_linear`` with its fit.
 
-The form (``tile_knee_linear``, documented in docs/profiles.md)::
+Schema-2 profiles fit the operator form instead (:mod:`llmsched_gym.costs.operator_fit`); schema-1 profiles keep
+loading and evaluating with this form. The form (``tile_knee_linear``, documented in docs/profiles.md)::
 
     t = c0 + c_tok * max(0, tile_ceil(T) - knee) + c_attn * Σ c (x + c / 2) + c_pre_ctx * Σ x
            + c_dec * n_decodes + c_kv * decode_context_sum
@@ -21,10 +22,14 @@ from typing import ClassVar
 import numpy as np
 
 from llmsched_gym.core.batch import BatchSummary, FloatArray
+from llmsched_gym.core.cost_kernels import TILE_KNEE_LINEAR, CompiledCost
 from llmsched_gym.costs._common import nonneg_lstsq
+from llmsched_gym.costs.operator import BatchColumns, OperatorParams, predict
 
 COEFFICIENTS = ("c0", "c_tok", "c_attn", "c_pre_ctx", "c_dec", "c_kv")
 MIN_INTERCEPT_S = 1e-9
+ROLES = ("train", "holdout")
+FLAGS = ("noisy", "outlier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,11 @@ class MeasuredPoint:
         n_decodes: Decode rows.
         decode_context_sum: Sum of the decode rows' cached tokens.
         n_seqs: Sequences in the batch.
-        seconds: Measured duration (> 0).
+        seconds: Measured duration (> 0): the median of the repeats.
+        role: ``"train"`` (fitted) or ``"holdout"`` (kept out of the fit, validates it).
+        flag: ``None``, ``"noisy"`` (the repeats disagree; kept) or ``"outlier"`` (implausible; excluded).
+        spread: Relative spread of the repeats, ``(p90 - p10) / median``, if measured.
+        repeats: Number of timed repeats, if measured.
     """
 
     prefill_tokens: tuple[int, ...]
@@ -46,6 +55,10 @@ class MeasuredPoint:
     decode_context_sum: int
     n_seqs: int
     seconds: float
+    role: str = "train"
+    flag: str | None = None
+    spread: float | None = None
+    repeats: int | None = None
 
     def __post_init__(self) -> None:
         """Check consistency and positivity."""
@@ -63,10 +76,14 @@ class MeasuredPoint:
             )
         if not (self.seconds > 0.0 and math.isfinite(self.seconds)):
             raise ValueError(f"MeasuredPoint: seconds={self.seconds} must be a positive finite duration")
+        if self.role not in ROLES:
+            raise ValueError(f"MeasuredPoint: role={self.role!r} must be one of {ROLES}")
+        if self.flag is not None and self.flag not in FLAGS:
+            raise ValueError(f"MeasuredPoint: flag={self.flag!r} must be None or one of {FLAGS}")
 
     @classmethod
-    def from_summary(cls, batch: BatchSummary, seconds: float) -> MeasuredPoint:
-        """Record ``batch`` measured at ``seconds``."""
+    def from_summary(cls, batch: BatchSummary, seconds: float, **extra: object) -> MeasuredPoint:
+        """Record ``batch`` measured at ``seconds`` (``extra``: ``role``, ``flag``, ``spread``, ``repeats``)."""
         return cls(
             tuple(int(c) for c in batch.prefill_tokens),
             tuple(int(x) for x in batch.prefill_context),
@@ -74,7 +91,13 @@ class MeasuredPoint:
             int(batch.decode_context_sum),
             int(batch.n_seqs),
             float(seconds),
+            **extra,  # type: ignore[arg-type]
         )
+
+    @property
+    def total_tokens(self) -> int:
+        """All tokens of the batch (chunk tokens plus one per decode)."""
+        return sum(self.prefill_tokens) + self.n_decodes
 
     def summary(self) -> BatchSummary:
         """The point's batch as a :class:`BatchSummary`."""
@@ -169,17 +192,10 @@ class FittedParams:
         """The coefficients by name (``c0`` ... ``c_kv``)."""
         return {name: float(getattr(self, name)) for name in COEFFICIENTS}
 
-    def predict(self, features: Features) -> FloatArray:
-        """Predicted seconds for each point of ``features`` (vectorised)."""
-        over = np.maximum(_tile_ceil_array(features.tokens, self.tile_tokens) - self.knee_tokens, 0.0)
-        return (
-            self.c0
-            + self.c_tok * over
-            + self.c_attn * features.attention
-            + self.c_pre_ctx * features.prefill_context
-            + self.c_dec * features.n_decodes
-            + self.c_kv * features.decode_context_sum
-        )
+    def compiled(self) -> CompiledCost:
+        """The compiled form (``TILE_KNEE_LINEAR``) that evaluates these coefficients."""
+        values = {**self.coefficients(), "tile_tokens": self.tile_tokens, "knee_tokens": self.knee_tokens}
+        return CompiledCost.of(TILE_KNEE_LINEAR, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,21 +207,35 @@ class Validation:
         max_abs_rel_error: Largest absolute relative error, as a fraction.
         n_train: Points used to fit.
         n_holdout: Points used to validate (0: validated on the training points).
+        median_abs_error: Median absolute relative error (schema 2; None in schema-1 profiles).
+        p90_abs_error: 90th percentile of the absolute relative errors (schema 2; None in schema-1 profiles).
     """
 
     mape: float
     max_abs_rel_error: float
     n_train: int
     n_holdout: int
+    median_abs_error: float | None = None
+    p90_abs_error: float | None = None
 
     def __post_init__(self) -> None:
         """Check the statistics."""
-        if not (self.mape >= 0.0 and self.max_abs_rel_error >= 0.0):
+        stats = (self.mape, self.max_abs_rel_error, self.median_abs_error or 0.0, self.p90_abs_error or 0.0)
+        if not all(v >= 0.0 for v in stats):
             raise ValueError(
-                f"Validation: mape={self.mape} and max_abs_rel_error={self.max_abs_rel_error} must be >= 0"
+                f"Validation: mape={self.mape}, max_abs_rel_error={self.max_abs_rel_error}, median_abs_error="
+                f"{self.median_abs_error} and p90_abs_error={self.p90_abs_error} must be >= 0"
             )
         if self.n_train < 0 or self.n_holdout < 0:
             raise ValueError(f"Validation: n_train={self.n_train} and n_holdout={self.n_holdout} must be >= 0")
+
+    @classmethod
+    def of_errors(cls, rel_errors: FloatArray, n_train: int, n_holdout: int) -> Validation:
+        """Statistics of signed relative errors ``predicted / measured - 1``."""
+        a = np.abs(np.asarray(rel_errors, dtype=np.float64))
+        if a.size == 0:
+            raise ValueError("Validation.of_errors: no errors to summarise (validate on at least one point)")
+        return cls(float(a.mean()), float(a.max()), n_train, n_holdout, float(np.median(a)), float(np.quantile(a, 0.9)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +251,11 @@ class ProfileFit:
     validation: Validation
 
 
-def relative_errors(params: FittedParams, points: Sequence[MeasuredPoint]) -> FloatArray:
+def relative_errors(params: FittedParams | OperatorParams, points: Sequence[MeasuredPoint]) -> FloatArray:
     """Signed relative errors ``(predicted - measured) / measured`` of ``params`` on ``points``."""
     measured = np.array([p.seconds for p in points], dtype=np.float64)
-    return params.predict(Features.of(points)) / measured - 1.0
+    cols = BatchColumns.of([p.summary() for p in points])
+    return predict(params.compiled(), cols) / measured - 1.0
 
 
 def _design(features: Features, tile: int, knee: float) -> FloatArray:
@@ -291,6 +322,5 @@ def fit_profile(
     candidates = list(knees) if knees is not None else default_knees(features, tile_tokens)
     best = min((_fit_knee(features, seconds, tile_tokens, int(k)) for k in candidates), key=lambda r: r[0])
     params = best[1]
-    errors = np.abs(relative_errors(params, hold or train))
-    validation = Validation(float(errors.mean()), float(errors.max()), len(train), len(hold))
+    validation = Validation.of_errors(relative_errors(params, hold or train), len(train), len(hold))
     return ProfileFit(params, validation)

@@ -3,61 +3,96 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from llmsched_gym.core.protocols import CostModel
 from llmsched_gym.costs.analytic import AffineKVCostModel, TileStepCostModel, UnitCostModel
 from llmsched_gym.costs.fitting import fit_affine_kv, fit_tile_step
-from llmsched_gym.costs.profile import ProfileCostModel, find_profile
-from llmsched_gym.costs.roofline import RooflineCostModel
+from llmsched_gym.costs.profile import ProfileCostModel, find_profile, load_profile
+from llmsched_gym.costs.roofline import PRESETS, RooflineCostModel
 from llmsched_gym.errors import UnknownNameError
 from llmsched_gym.hardware import GPUSpec, ModelSpec
 
 DEFAULT_COST_MODEL = "roofline"
+DEFAULT_GPU = "H100-80GB"
+DEFAULT_MODEL = "Llama-2-7B"
 _TILE_COEFFICIENTS = ("per_tile_s", "base_s", "per_decode_s", "per_kv_token_s")
 
-Factory = Callable[[GPUSpec | str, ModelSpec | str, int, dict[str, Any]], CostModel]
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """The run a cost model is built for; None where the caller left the value unspecified."""
+
+    gpu: GPUSpec | str | None
+    model: ModelSpec | str | None
+    tp: int | None
+
+    @property
+    def hardware(self) -> tuple[GPUSpec | str, ModelSpec | str, int]:
+        """GPU, model and TP with the defaults filled in."""
+        return self.gpu or DEFAULT_GPU, self.model or DEFAULT_MODEL, self.tp or 1
 
 
-def _roofline(gpu: GPUSpec | str, model: ModelSpec | str, tp: int, params: dict[str, Any]) -> CostModel:
-    return RooflineCostModel(gpu, model, tp, **params)
+Factory = Callable[[_Run, dict[str, Any]], CostModel]
 
 
-def _profile(gpu: GPUSpec | str, model: ModelSpec | str, tp: int, params: dict[str, Any]) -> CostModel:
+def _roofline(run: _Run, params: dict[str, Any]) -> CostModel:
+    preset = str(params.pop("preset", "public"))
+    if preset not in PRESETS:
+        raise UnknownNameError(f"unknown roofline preset {preset!r}; known: {', '.join(PRESETS)}")
+    params.pop("block_size", None)
+    return RooflineCostModel(*run.hardware, params=PRESETS[preset](), **params)
+
+
+def _profile(run: _Run, params: dict[str, Any]) -> CostModel:
     path = params.pop("path", None)
     root = params.pop("root", None)
+    block_size = params.pop("block_size", None)
     _no_extra("profile", params)
     if path is not None:
-        return ProfileCostModel(path)
-    return ProfileCostModel(find_profile(gpu, model, tp=tp, root=root))
+        profile = load_profile(path)
+        profile.check_run(gpu=run.gpu, model=run.model, tp=run.tp, block_size=block_size, source=f"profile {path}")
+        return ProfileCostModel(profile)
+    gpu, model, tp = run.hardware
+    profile = find_profile(gpu, model, tp=tp, root=root)
+    profile.check_run(block_size=block_size, source=f"the {profile.gpu_name} / {profile.model.name} profile")
+    return ProfileCostModel(profile)
 
 
-def _unit(gpu: GPUSpec | str, model: ModelSpec | str, tp: int, params: dict[str, Any]) -> CostModel:
+def _unit(run: _Run, params: dict[str, Any]) -> CostModel:
+    params.pop("block_size", None)
     return UnitCostModel(**params)
 
 
-def _base_model(gpu: GPUSpec | str, model: ModelSpec | str, tp: int, params: dict[str, Any]) -> CostModel:
+def _base_model(run: _Run, params: dict[str, Any]) -> CostModel:
     base = params.pop("base", DEFAULT_COST_MODEL)
+    block_size = params.pop("block_size", None)
+    preset = params.pop("preset", None)
     if isinstance(base, str):
         base_params = dict(params.pop("base_params", None) or {})
-        return make_cost_model(base, gpu=gpu, model=model, tp=tp, **base_params)
+        if preset is not None:
+            base_params.setdefault("preset", preset)
+        return make_cost_model(base, gpu=run.gpu, model=run.model, tp=run.tp, block_size=block_size, **base_params)
     return base  # type: ignore[no-any-return]
 
 
-def _affine_kv(gpu: GPUSpec | str, model: ModelSpec | str, tp: int, params: dict[str, Any]) -> CostModel:
+def _affine_kv(run: _Run, params: dict[str, Any]) -> CostModel:
     given = [name for name in ("d0", "d1") if name in params]
     if len(given) == 2:
+        params.pop("block_size", None)
         return AffineKVCostModel(**params)
     if given:
         raise ValueError(f"affine_kv: got only {given[0]}; pass both d0 and d1, or neither to fit them from `base`")
-    return fit_affine_kv(_base_model(gpu, model, tp, params), **params)
+    return fit_affine_kv(_base_model(run, params), **params)
 
 
-def _tile_step(gpu: GPUSpec | str, model: ModelSpec | str, tp: int, params: dict[str, Any]) -> CostModel:
+def _tile_step(run: _Run, params: dict[str, Any]) -> CostModel:
     if any(name in params for name in _TILE_COEFFICIENTS):
+        params.pop("block_size", None)
         return TileStepCostModel(**params)
-    return fit_tile_step(_base_model(gpu, model, tp, params), **params)
+    return fit_tile_step(_base_model(run, params), **params)
 
 
 def _no_extra(name: str, params: Mapping[str, Any]) -> None:
@@ -68,11 +103,13 @@ def _no_extra(name: str, params: Mapping[str, Any]) -> None:
 _REGISTRY: Mapping[str, tuple[str, Factory]] = MappingProxyType(
     {
         "roofline": (
-            "operator-level roofline of GPU and model shape, efficiencies fitted to measured H100 anchors (default)",
+            "operator-level roofline of GPU and model shape, fitted to public GPU measurements at TP 2-8 (default); "
+            "preset='cuda-graphs' for a CUDA-graph executor",
             _roofline,
         ),
         "profile": (
-            "fitted calibration profile: path=... or looked up by gpu/model/tp in llmsched_gym/profiles/",
+            "fitted calibration profile: path=... (checked against gpu/model/tp/block_size) or looked up by "
+            "gpu/model/tp in llmsched_gym/profiles/",
             _profile,
         ),
         "unit": ("every iteration takes `duration` (1.0): MC-SF's theory model", _unit),
@@ -96,23 +133,27 @@ def list_cost_models() -> dict[str, str]:
 def make_cost_model(
     spec: str | None = None,
     *,
-    gpu: GPUSpec | str = "H100-80GB",
-    model: ModelSpec | str = "Llama-2-7B",
-    tp: int = 1,
+    gpu: GPUSpec | str | None = None,
+    model: ModelSpec | str | None = None,
+    tp: int | None = None,
     **params: Any,
 ) -> CostModel:
     """Build a cost model by name.
 
     Names are case-insensitive and ``-`` equals ``_``. ``"profile:<path>"`` is short for
-    ``make_cost_model("profile", path=<path>)``.
+    ``make_cost_model("profile", path=<path>)``. A profile given by path is checked against every one of
+    ``gpu``, ``model``, ``tp`` and ``block_size`` that is given: a mismatch raises a ``ProfileError`` naming the
+    field.
 
     Args:
         spec: A registered name (see :func:`list_cost_models`); None means ``"roofline"``.
-        gpu: GPU name or spec (roofline, profile lookup, and the base model of fitted analytic models).
-        model: Model name or spec.
-        tp: Tensor-parallel degree.
-        **params: Parameters of the chosen model: RooflineParams fields for ``roofline``; ``path`` or ``root``
-            for ``profile``; ``duration`` for ``unit``; ``d0``, ``d1`` for ``affine_kv``; ``tile``,
+        gpu: GPU name or spec (roofline, profile lookup and check, the base of fitted analytic models);
+            None: ``H100-80GB`` where one is needed, unchecked for a profile path.
+        model: Model name or spec; None: ``Llama-2-7B`` where one is needed.
+        tp: Tensor-parallel degree; None: 1 where one is needed.
+        **params: Parameters of the chosen model: RooflineParams fields or ``preset`` for ``roofline``;
+            ``path``, ``root`` or ``block_size`` (checked) for ``profile``; ``duration`` for ``unit``; ``d0``,
+            ``d1`` for ``affine_kv``; ``tile``,
             ``per_tile_s``, ``base_s``, ``per_decode_s``, ``per_kv_token_s`` for ``tile_step``. Fitted analytic
             models also take ``base`` (a name or a CostModel, default ``"roofline"``), ``base_params`` and the
             grid arguments of :func:`~llmsched_gym.costs.fitting.fit_affine_kv` / ``fit_tile_step``.
@@ -127,4 +168,4 @@ def make_cost_model(
     key = name.lower().replace("-", "_")
     if key not in _REGISTRY:
         raise UnknownNameError(f"unknown cost model {spec!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[key][1](gpu, model, tp, dict(params))
+    return _REGISTRY[key][1](_Run(gpu, model, tp), dict(params))

@@ -54,7 +54,8 @@ class WorkloadSpec:
     """One workload family of the mix (any name of :func:`llmsched_gym.workloads.make_workload`).
 
     Attributes:
-        name: Registered workload name.
+        name: Registered workload name, or the path of a trace file of any supported format (detected from its
+            header; ``options=(("fmt", "azure"),)`` forces one), e.g. ``WorkloadSpec("my_trace.csv", rate=None)``.
         rate: Arrival rate (requests/s) at load 1; ``None`` keeps the workload's own rate.
         n_requests: Requests per episode (``None``: up to ``duration_s`` or the whole trace).
         duration_s: Keep arrivals before this time (after scaling).

@@ -46,6 +46,8 @@ class LiveRunnerConfig:
         seed: Seed of generated prompts.
         record_logits: Keep the logits of every sampled token (tests; costs host memory).
         keep_outputs: Keep the final token sequence of forgotten requests in ``LiveRunner.outputs``.
+        record_timing: Keep a breakdown of the last iteration's time in ``LiveRunner.last_timing`` (profiling:
+            the forward is timed with CUDA events on a GPU, the monotonic clock on the CPU).
     """
 
     num_blocks: int
@@ -57,6 +59,7 @@ class LiveRunnerConfig:
     seed: int = 0
     record_logits: bool = False
     keep_outputs: bool = False
+    record_timing: bool = False
 
     def __post_init__(self) -> None:
         """Validate sizes."""
@@ -88,6 +91,23 @@ class _Packed:
     logit_rows: I64
     block_tables: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.int32))
     kv_slots: I64 | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IterationTiming:
+    """Where one iteration's time went (``LiveRunnerConfig.record_timing``).
+
+    Attributes:
+        total_s: What ``run`` returned: wall time of the whole iteration (monotonic clock).
+        prepare_s: Host preparation before the forward (packing rows, block tables, slot mappings).
+        forward_s: The forward and sampling: device time between CUDA events on a GPU, wall time on the CPU.
+        graph: Whether the iteration replayed a CUDA graph.
+    """
+
+    total_s: float
+    prepare_s: float
+    forward_s: float
+    graph: bool
 
 
 class LiveRunner:
@@ -135,10 +155,13 @@ class LiveRunner:
             self.graphs = DecodeGraphs(model, self.kv, width, config.graph_buckets, splits)
         self.logits: dict[int, list[tuple[int, np.ndarray]]] = {}
         self.outputs: dict[int, I64] = {}
+        self.last_timing: IterationTiming | None = None
 
     # ---- Runner protocol -------------------------------------------------------------------
     def run(self, work: IterationWork) -> float:
         """Execute one iteration and return its wall time in seconds (host preparation included)."""
+        if self.config.record_timing:
+            return self._run_timed(work)
         t0 = time.perf_counter()
         packed = self._pack(work)
         tokens, logits = self._forward(packed)
@@ -146,6 +169,28 @@ class LiveRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0
+
+    def _run_timed(self, work: IterationWork) -> float:
+        """:meth:`run` with the breakdown of :class:`IterationTiming` kept in ``last_timing``."""
+        cuda = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        packed = self._pack(work)
+        t1 = time.perf_counter()
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        tokens, logits = self._forward(packed)
+        if cuda:
+            end.record()
+        t2 = time.perf_counter()
+        self._commit(packed, tokens, logits)
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        total = time.perf_counter() - t0
+        forward = start.elapsed_time(end) / 1e3 if cuda else t2 - t1
+        graph = self.graphs is not None and packed.n_single == packed.ids.size <= self.graphs.max_batch
+        self.last_timing = IterationTiming(total, t1 - t0, forward, graph)
+        return total
 
     def run_stretch(self, work: IterationWork, k: int) -> FloatArray:
         """Not available live: every iteration must run (``supports_stretch`` is False)."""
@@ -168,6 +213,28 @@ class LiveRunner:
     def add_requests(self, requests: Sequence[Request] | Mapping[int, int]) -> None:
         """Declare more requests (engine ids continue after those already declared)."""
         self.store.add_requests(requests)
+
+    def prime(self, known: Mapping[int, int], cached: Mapping[int, int]) -> None:
+        """Profiling: set up requests for a designed batch without running their prefill.
+
+        Declares each request ``rid`` of ``known`` with ``known[rid]`` pseudo-random prompt tokens and marks the
+        first ``cached[rid]`` of them as cached: blocks are allocated as if they had been computed, but their KV
+        holds whatever the pool held (timing does not depend on it; outputs are meaningless). Use fresh ids and
+        :meth:`forget` them afterwards.
+
+        Raises:
+            ValueError: A request is already known, or caches more tokens than it has.
+            KVCapacityError: The pool cannot hold the cached tokens.
+        """
+        clash = [rid for rid in known if rid in self.store or self.blocks.num_cached(rid)]
+        if clash:
+            raise ValueError(f"LiveRunner.prime: requests {clash[:5]} are already known; prime fresh ids")
+        bad = [rid for rid, n in cached.items() if n > known.get(rid, 0)]
+        if bad:
+            raise ValueError(f"LiveRunner.prime: requests {bad[:5]} cache more tokens than they have")
+        self.store.add_requests(dict(known))
+        ids = np.fromiter(cached, dtype=np.int64, count=len(cached))
+        self.blocks.resize(ids, np.fromiter(cached.values(), dtype=np.int64, count=len(cached)))
 
     def tokens(self, rid: int) -> I64:
         """Known tokens of request ``rid``: prompt followed by generated tokens (a copy)."""

@@ -49,8 +49,14 @@ class SLOCriterion:
         for limit, value in checks:
             if limit is not None and not (math.isfinite(value) and value <= limit):
                 return False
-        if self.min_slo_attainment is not None and not s.slo_attainment["all"] >= self.min_slo_attainment:
-            return False
+        if self.min_slo_attainment is not None:
+            if "all" not in s.slo_attainment:
+                raise ValueError(
+                    "SLOCriterion: min_slo_attainment needs requests with SLO targets, but the run has none; "
+                    "attach targets to the workload (e.g. with_slo_classes) or drop min_slo_attainment"
+                )
+            if not s.slo_attainment["all"] >= self.min_slo_attainment:
+                return False
         return s.finished == s.requests
 
 

@@ -8,12 +8,16 @@ Definitions (spec §1.6):
     * E2E: arrival → last token.
     * A request meets its SLO when TTFT ≤ its TTFT target and at most 1% of its gaps exceed its
       TBT target (its own P99 gap is within target). Goodput counts such requests per second.
+    * SLO attainment and goodput are measured only against targets that exist: requests without any target are
+      left out, and a run in which no request has a target reports no attainment (an empty dict) and a NaN
+      goodput rather than a vacuous 100 %.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +61,13 @@ def per_request(res: SimulationResult) -> dict[str, np.ndarray]:
         "wasted_tokens": c["wasted"],
         "meets_slo": meets_slo(res),
     }
+
+
+def has_slo(res: SimulationResult) -> np.ndarray:
+    """Requests with a TTFT or a TBT target."""
+    c = res.columns
+    out: np.ndarray = np.isfinite(c["slo_ttft"]) | np.isfinite(c["slo_tbt"])
+    return out
 
 
 def meets_slo(res: SimulationResult) -> np.ndarray:
@@ -108,6 +119,23 @@ class RunSummary:
         """A JSON-friendly dict."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """The summary back from :meth:`as_dict` (after a JSON round trip)."""
+        fair = data.get("fairness")
+        fields = {k: v for k, v in data.items() if k != "fairness"}
+        fields = {
+            k: ({q: _num(x) for q, x in v.items()} if isinstance(v, dict) else _num(v)) for k, v in fields.items()
+        }
+        if fair is not None:
+            fair = FairnessSummary(**{**fair, "service_per_client": tuple(fair["service_per_client"])})
+        return cls(**fields, fairness=fair)
+
+
+def _num(value: Any) -> Any:
+    """JSON ``null`` (a NaN written out) back to NaN."""
+    return math.nan if value is None else value
+
 
 def _tbt_stats(res: SimulationResult) -> dict[str, float]:
     values, weights = res.recorder.tbt_samples()
@@ -118,11 +146,14 @@ def _tbt_stats(res: SimulationResult) -> dict[str, float]:
     return {"mean": out["mean"], "p50": out["p50"], "p90": out["p90"], "p99": out["p99"]}
 
 
-def _slo_attainment(res: SimulationResult, ok: np.ndarray) -> dict[str, float]:
+def _slo_attainment(res: SimulationResult, ok: np.ndarray, targeted: np.ndarray) -> dict[str, float]:
+    """Attainment among requests with targets (``"all"``) and per SLO class; empty when nothing has a target."""
     c = res.columns
-    out = {"all": float(ok.mean()) if ok.size else math.nan}
+    if not targeted.any():
+        return {}
+    out = {"all": float(ok[targeted].mean())}
     for idx, name in enumerate(res.slo_names):
-        mask = c["slo_class"] == idx
+        mask = (c["slo_class"] == idx) & targeted
         if mask.any():
             out[name] = float(ok[mask].mean())
     return out
@@ -142,7 +173,8 @@ def summarize(res: SimulationResult) -> RunSummary:
     fin = c["state"] == FINISHED
     start = float(c["arrival"].min()) if c["arrival"].size else 0.0
     span = max(res.end_time - start, 1e-12)
-    ok = meets_slo(res)
+    targeted = has_slo(res)
+    ok = meets_slo(res) & targeted
     kv_mean, kv_max = _kv_util(res)
     return RunSummary(
         scheduler=res.scheduler,
@@ -157,8 +189,8 @@ def summarize(res: SimulationResult) -> RunSummary:
         input_tok_per_s=float(c["prompt"][fin].sum()) / span,
         output_tok_per_s=float(c["emitted"].sum()) / span,
         requests_per_s=float(fin.sum()) / span,
-        slo_attainment=_slo_attainment(res, ok),
-        goodput_req_per_s=float(ok.sum()) / span,
+        slo_attainment=_slo_attainment(res, ok, targeted),
+        goodput_req_per_s=float(ok.sum()) / span if targeted.any() else math.nan,
         preemptions=int(c["preemptions"].sum()),
         wasted_tokens=int(c["wasted"].sum()),
         kv_util_mean=kv_mean,

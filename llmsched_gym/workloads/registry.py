@@ -17,10 +17,11 @@ The package ships no trace data. Trace files are looked up in ``trace_dir`` if g
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,17 @@ import numpy as np
 
 from llmsched_gym.core.request import Request
 from llmsched_gym.errors import UnknownNameError
-from llmsched_gym.workloads import loaders, transforms
+from llmsched_gym.workloads import transforms
 from llmsched_gym.workloads.arrivals import GammaArrivals, PoissonArrivals
+from llmsched_gym.workloads.formats import (
+    CV,
+    FMT,
+    TRACE_SUFFIXES,
+    Option,
+    detect_format,
+    load_trace,
+    trace_format,
+)
 from llmsched_gym.workloads.lengths import IndependentLengths, LognormalTokens
 from llmsched_gym.workloads.servegen import LENGTHS_FILE, SERVEGEN_MODELS, WINDOWS_FILE, ServeGenModel, ServeGenWorkload
 from llmsched_gym.workloads.synthetic import ClientMix, ClientSpec
@@ -43,6 +53,11 @@ MOONCAKE_SYNTHETIC_FILE = "mooncake_fast25_synthetic_trace.jsonl"
 VTC_FILE = "vtc_lmsys_real_trace_27clients.csv"
 DEFAULT_SYNTHETIC_REQUESTS = 1000
 DEFAULT_SERVEGEN_DURATION_S = 600.0
+SERVEGEN_OPTIONS = (
+    Option("start_s", float, 0.0, "where in the record the stream starts (s)"),
+    Option("top_k", int | None, None, "keep only the k clients with the largest volume"),
+    Option("clients", tuple[int, ...] | None, None, "keep only these client ids"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +69,13 @@ class _Args:
     trace_dir: Path | str | None
     options: dict[str, Any] = field(default_factory=dict)
 
-    def option(self, allowed: dict[str, Any], name: str) -> dict[str, Any]:
+    def option(self, allowed: Sequence[Option], name: str) -> dict[str, Any]:
         """The options merged over ``allowed``'s defaults; unknown option names are an error."""
-        unknown = sorted(set(self.options) - set(allowed))
+        names = [o.name for o in allowed]
+        unknown = sorted(set(self.options) - set(names))
         if unknown:
-            raise TypeError(f"workload {name!r} got unknown option(s) {unknown}; it accepts {sorted(allowed)}")
-        return {**allowed, **self.options}
+            raise TypeError(f"workload {name!r} got unknown option(s) {unknown}; it accepts {sorted(names)}")
+        return {**{o.name: o.default for o in allowed}, **self.options}
 
 
 Factory = Callable[[_Args, str], Iterator[Request]]
@@ -101,9 +117,9 @@ def _bounded(stream: Iterator[Request], args: _Args) -> Iterator[Request]:
     return stream
 
 
-def _synthetic(clients: Callable[[float, dict[str, Any]], tuple[ClientSpec, ...]], **defaults: Any) -> Factory:
+def _synthetic(clients: Callable[[float, dict[str, Any]], tuple[ClientSpec, ...]], *extra: Option) -> Factory:
     def factory(args: _Args, name: str) -> Iterator[Request]:
-        options = args.option({"cv": None, **defaults}, name)
+        options = args.option((CV, *extra), name)
         rate = 1.0 if args.rate is None else args.rate
         n = DEFAULT_SYNTHETIC_REQUESTS if args.n is None and args.duration is None else args.n
         return ClientMix(clients(rate, options)).generate(args.rng, n=n, duration=args.duration)
@@ -139,35 +155,51 @@ def _wait_types(*types: tuple[float, int, int]) -> Callable[[float, dict[str, An
     return clients
 
 
-def _length_stats(filename: str, max_total: int) -> Factory:
+def trace_options(fmt: str, *, shuffle: bool = False, max_total: int | None = None) -> tuple[Option, ...]:
+    """The options of a workload read from a file of format ``fmt`` (with the given defaults)."""
+    defaults = {"shuffle": shuffle, "max_total": max_total}
+    return tuple(replace(o, default=defaults.get(o.name, o.default)) for o in trace_format(fmt).options)
+
+
+def _from_file(path: Path, fmt: str, args: _Args, options: dict[str, Any]) -> Iterator[Request]:
+    """A file's requests: timestamped formats rescale to ``rate``; length statistics get arrivals at ``rate``."""
+    if not trace_format(fmt).timestamped:
+        return _bounded(load_trace(path, fmt, rng=args.rng, rate=args.rate, **options), args)
+    stream = load_trace(path, fmt, **options)
+    if args.rate is not None:
+        stream = transforms.scale_to_rate(stream, args.rate)
+    return _bounded(stream, args)
+
+
+def _named_file(filename: str, fmt: str, options: tuple[Option, ...]) -> Factory:
     def factory(args: _Args, name: str) -> Iterator[Request]:
-        options = args.option({"shuffle": True, "max_total": max_total, "cv": None}, name)
-        arrivals = _arrivals(1.0 if args.rate is None else args.rate, options["cv"])
-        path = resolve_trace_file(filename, args.trace_dir)
-        stream = loaders.load_length_stats(
-            path, arrivals, args.rng, shuffle=options["shuffle"], max_total=options["max_total"]
-        )
-        return _bounded(stream, args)
+        return _from_file(resolve_trace_file(filename, args.trace_dir), fmt, args, args.option(options, name))
 
     return factory
 
 
-def _timestamped(filename: str, loader: Callable[..., Iterator[Request]]) -> Factory:
-    def factory(args: _Args, name: str) -> Iterator[Request]:
-        options = args.option({"max_total": None, "sort": False}, name)
-        stream = loader(resolve_trace_file(filename, args.trace_dir), sort=options["sort"])
-        if options["max_total"] is not None:
-            stream = transforms.filter_max_total(stream, options["max_total"])
-        if args.rate is not None:
-            stream = transforms.scale_to_rate(stream, args.rate)
-        return _bounded(stream, args)
+def _path_file(args: _Args, name: str) -> Iterator[Request]:
+    """A workload read from the file ``name`` (format from option ``fmt`` or its header)."""
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"trace file {name} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    fmt = args.options.get("fmt")
+    kind = trace_format(fmt).name if fmt is not None else detect_format(path)
+    options = args.option((*trace_options(kind), FMT), name)
+    options.pop("fmt")
+    return _from_file(path, kind, args, options)
 
-    return factory
+
+def is_trace_path(name: str) -> bool:
+    """Whether a workload name is a file path (it has a ``/`` or a trace suffix, or names an existing file)."""
+    if "/" in name or "\\" in name or Path(name).suffix.lower() in TRACE_SUFFIXES:
+        return True
+    return Path(name).is_file()
 
 
 def _servegen(model: str) -> Factory:
     def factory(args: _Args, name: str) -> Iterator[Request]:
-        options = args.option({"start_s": 0.0, "top_k": None, "clients": None}, name)
+        options = args.option(SERVEGEN_OPTIONS, name)
         windows = resolve_trace_file(WINDOWS_FILE, args.trace_dir)
         resolve_trace_file(LENGTHS_FILE, windows.parent)
         workload = ServeGenWorkload(ServeGenModel.load(windows.parent, model), target_rate=args.rate, **options)
@@ -177,64 +209,115 @@ def _servegen(model: str) -> Factory:
     return factory
 
 
-def _built_in_entries() -> dict[str, tuple[str, Factory]]:
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    description: str
+    factory: Factory
+    options: tuple[Option, ...]
+
+
+SHAREGPT_MAX_TOTAL = Option("max_total", int, 8192, "redraw (prompt, output) pairs whose total exceeds this")
+
+
+def _built_in_entries() -> dict[str, _Entry]:
     """Workloads that need no trace files."""
+    wait = "built-in: WAIT {}, Poisson (option cv)"
     return {
-        "synthetic-sharegpt": (
+        "synthetic-sharegpt": _Entry(
             "built-in, no files: Poisson arrivals, lognormal lengths fitted to ShareGPT (after the total <= 8192 cap: "
             "prompt mean 2340 median 1730, output mean 439 median 415) (options max_total, cv for Gamma arrivals)",
-            _synthetic(_sharegpt_like, max_total=8192),
+            _synthetic(_sharegpt_like, SHAREGPT_MAX_TOTAL),
+            (CV, SHAREGPT_MAX_TOTAL),
         ),
-        "wait-p512d20": (
-            "built-in: WAIT single type, prompt 512, output 20, type 0, Poisson (option cv)",
-            _synthetic(_wait_types((1.0, 512, 20))),
+        "wait-p512d20": _Entry(
+            wait.format("single type, prompt 512, output 20, type 0"), _synthetic(_wait_types((1.0, 512, 20))), (CV,)
         ),
-        "wait-p512d20-p512d50": (
-            "built-in: WAIT two types, 0.7 x p512d20 (type 0) + 0.3 x p512d50 (type 1), Poisson (option cv)",
+        "wait-p512d20-p512d50": _Entry(
+            wait.format("two types, 0.7 x p512d20 (type 0) + 0.3 x p512d50 (type 1)"),
             _synthetic(_wait_types((0.7, 512, 20), (0.3, 512, 50))),
+            (CV,),
         ),
-        "wait-p512d1000": (
-            "built-in: WAIT single type, prompt 512, output 1000, type 0, Poisson (option cv)",
+        "wait-p512d1000": _Entry(
+            wait.format("single type, prompt 512, output 1000, type 0"),
             _synthetic(_wait_types((1.0, 512, 1000))),
+            (CV,),
         ),
     }
 
 
-def _trace_entries() -> dict[str, tuple[str, Factory]]:
+_TRACES: tuple[tuple[str, str, str, dict[str, Any], str], ...] = (
+    ("sharegpt", SHAREGPT_FILE, "length-stats", {"shuffle": True, "max_total": 8192}, "30,731 length pairs, shuffled"),
+    ("arxiv", ARXIV_FILE, "length-stats", {"shuffle": True, "max_total": 16384}, "28,257 length pairs, shuffled"),
+    ("azure-conv-2023", AZURE_CONV_2023_FILE, "azure", {}, "19,366 requests over 3,502 s"),
+    ("mooncake-conversation", MOONCAKE_CONVERSATION_FILE, "mooncake", {}, "12,031 Kimi requests, 3,537 s"),
+    ("mooncake-synthetic", MOONCAKE_SYNTHETIC_FILE, "mooncake", {}, "3,993 requests, Poisson arrivals"),
+    ("vtc-lmsys", VTC_FILE, "vtc", {}, "1,500 requests of 27 clients over 600 s"),
+)
+"""Named public traces: name, file, format, option defaults, description."""
+
+
+def _trace_entries() -> dict[str, _Entry]:
     """Workloads backed by files of the public traces folder."""
-    entries: dict[str, tuple[str, Factory]] = {
-        "sharegpt": (
-            f"{SHAREGPT_FILE}: 30,731 length pairs, shuffled, Poisson at `rate` (options shuffle, max_total, cv)",
-            _length_stats(SHAREGPT_FILE, 8192),
-        ),
-        "arxiv": (
-            f"{ARXIV_FILE}: 28,257 length pairs, shuffled, Poisson at `rate` (options shuffle, max_total, cv)",
-            _length_stats(ARXIV_FILE, 16384),
-        ),
-    }
-    for name, filename, loader, what in (
-        ("azure-conv-2023", AZURE_CONV_2023_FILE, loaders.load_azure, "19,366 requests over 3,502 s"),
-        ("mooncake-conversation", MOONCAKE_CONVERSATION_FILE, loaders.load_mooncake, "12,031 Kimi requests, 3,537 s"),
-        ("mooncake-synthetic", MOONCAKE_SYNTHETIC_FILE, loaders.load_mooncake, "3,993 requests, Poisson arrivals"),
-        ("vtc-lmsys", VTC_FILE, loaders.load_vtc, "1,500 requests of 27 clients over 600 s"),
-    ):
-        entries[name] = (f"{filename}: {what} (options max_total, sort)", _timestamped(filename, loader))
+    entries: dict[str, _Entry] = {}
+    for name, filename, fmt, defaults, what in _TRACES:
+        options = trace_options(fmt, **defaults)
+        timing = "" if trace_format(fmt).timestamped else ", Poisson at `rate`"
+        described = f"{filename}: {what}{timing} (options {', '.join(o.name for o in options)})"
+        entries[name] = _Entry(described, _named_file(filename, fmt, options), options)
     for model in SERVEGEN_MODELS:
-        entries[f"servegen-{model}"] = (
+        entries[f"servegen-{model}"] = _Entry(
             f"ServeGen {model} per-client statistics: multi-client stream (options start_s, top_k, clients)",
             _servegen(model),
+            SERVEGEN_OPTIONS,
         )
     return entries
 
 
-def _entries() -> dict[str, tuple[str, Factory]]:
+def _entries() -> dict[str, _Entry]:
     """The registry, built on each call (no module-level mutable state)."""
     return {**_built_in_entries(), **_trace_entries()}
 
 
 def list_workloads() -> dict[str, str]:
     """Workload names mapped to a one-line description."""
-    return {name: description for name, (description, _) in _entries().items()}
+    return {name: entry.description for name, entry in _entries().items()}
+
+
+def workload_options(name: str, trace_dir: Path | str | None = None) -> tuple[Option, ...]:
+    """The options a workload takes (``--workload-option``), with types and defaults.
+
+    For a trace file path the format decides (read from the header), plus ``fmt``.
+
+    Raises:
+        UnknownNameError: ``name`` is neither registered nor a path.
+    """
+    canonical = resolve_workload(name)
+    entries = _entries()
+    if canonical in entries:
+        return entries[canonical].options
+    return (*trace_options(detect_format(canonical)), FMT)
+
+
+def resolve_workload(name: str) -> str:
+    """The registered spelling of ``name`` (case-insensitive), or ``name`` itself when it is a trace file path.
+
+    Raises:
+        UnknownNameError: Neither; the message suggests the closest registered name.
+    """
+    entries = _entries()
+    if name in entries:
+        return name
+    for registered in entries:
+        if registered.lower() == name.strip().lower():
+            return registered
+    if is_trace_path(name):
+        return name
+    close = difflib.get_close_matches(name.lower(), list(entries), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UnknownNameError(
+        f"unknown workload {name!r}{hint}; choose one of {sorted(entries)} (see `llmsched workloads`) or give the "
+        "path of a trace file"
+    )
 
 
 def make_workload(
@@ -247,28 +330,27 @@ def make_workload(
     trace_dir: Path | str | None = None,
     **options: Any,
 ) -> Iterator[Request]:
-    """Build a named workload (see the module docstring for the shared arguments).
+    """Build a named workload, or read a trace file (see the module docstring for the shared arguments).
 
     Args:
-        name: A name from :func:`list_workloads`.
+        name: A name from :func:`list_workloads` (case-insensitive), or the path of a trace file of any format of
+            :data:`~llmsched_gym.workloads.formats.FORMATS` (detected from its header; option ``fmt`` forces one).
         rng: The only source of randomness.
         n_requests: Stop after this many requests.
         rate: Requests/s; meaning depends on the workload kind.
         duration: Keep arrivals before this many seconds.
         trace_dir: Folder with the trace files.
-        **options: Workload-specific options (named in :func:`list_workloads`' descriptions and the docs).
+        **options: Workload-specific options (:func:`workload_options`).
 
     Returns:
         A lazy iterator of requests sorted by arrival, ids 0..N-1.
 
     Raises:
-        UnknownNameError: ``name`` is not registered.
+        UnknownNameError: ``name`` is not registered and not a path.
         FileNotFoundError: A trace file is missing.
         TypeError: An option is not accepted by this workload.
     """
-    entries = _entries()
-    if name not in entries:
-        raise UnknownNameError(f"unknown workload {name!r}; choose one of {sorted(entries)}")
+    canonical = resolve_workload(name)
     if n_requests is not None and (isinstance(n_requests, bool) or n_requests < 0):
         raise ValueError(f"make_workload: n_requests={n_requests!r} must be an integer >= 0")
     if rate is not None and not (rate > 0 and np.isfinite(rate)):
@@ -276,4 +358,13 @@ def make_workload(
     if duration is not None and not (duration >= 0 and np.isfinite(duration)):
         raise ValueError(f"make_workload: duration={duration!r} must be a finite number of seconds >= 0")
     args = _Args(rng, n_requests, rate, duration, trace_dir, dict(options))
-    return entries[name][1](args, name)
+    entries = _entries()
+    return entries[canonical].factory(args, canonical) if canonical in entries else _path_file(args, canonical)
+
+
+def all_option_names() -> frozenset[str]:
+    """Every option name any workload or trace format takes (to speak of them in command-line terms)."""
+    from llmsched_gym.workloads.formats import FORMATS
+
+    names = {o.name for entry in _entries().values() for o in entry.options}
+    return frozenset(names | {o.name for f in FORMATS.values() for o in f.options} | {FMT.name})

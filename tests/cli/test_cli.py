@@ -30,7 +30,9 @@ def test_simulate_default_prints_summary_and_writes_csv(tmp_path, capsys):
     assert main(["simulate", "--n-requests", "30", "--rate", "2", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "TTFT" in text and "sarathi" in text
-    rows = list(csv.DictReader(out.open()))
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# llmsched run: ")
+    rows = list(csv.DictReader(lines[1:]))
     assert len(rows) == 30 and "ttft_s" in rows[0]
 
 

@@ -9,9 +9,14 @@ from hypothesis import strategies as st
 
 from llmsched_gym.core.batch import BatchSummary
 from llmsched_gym.core.protocols import CostModel
-from llmsched_gym.costs import FittedParams, ProfileCostModel, make_cost_model
+from llmsched_gym.costs import FittedParams, OperatorParams, ProfileCostModel, make_cost_model
 from llmsched_gym.hardware import GPUS, MODELS
 
+OPERATOR_SAMPLE = OperatorParams(
+    fixed_s=1e-3, floor_s=2e-2, host_seq_s=3e-4, overlap_p=2.5, weights_s=8e-3, token_s=2e-5, seq_s=4e-5,
+    gemm_p=3.0, tile_tokens=64, chunk_s=5e-4, attn_s=2e-11, prefill_ctx_s=1e-8, decode_s=1e-5, kv_s=2e-8,
+    comm_s=1e-6, comm_latency_s=2e-4,
+)  # fmt: skip
 SAMPLE_PARAMS = FittedParams(
     tile_tokens=64, knee_tokens=256, c0=8e-3, c_tok=2.4e-5, c_attn=1.3e-11, c_pre_ctx=2e-7, c_dec=1e-5, c_kv=2.3e-7
 )
@@ -27,6 +32,9 @@ def _case(case_id: str, name: str, **kwargs: object) -> Case:
 MODEL_CASES: tuple[Case, ...] = (
     _case("unit", "unit"),
     _case("profile", "profile"),
+    _case("profile-operator", "profile"),
+    _case("profile-shipped-A100-70B-tp4", "profile", gpu="A100-80GB", model="Llama-2-70B", tp=4),
+    _case("roofline-cuda-graphs", "roofline", preset="cuda-graphs"),
     *(
         _case(f"{name}-{g}-{m}", name, gpu=g, model=m)
         for name in ("roofline", "affine_kv", "tile_step")
@@ -50,8 +58,10 @@ PROPERTY_CASE_IDS = tuple(
 def build(case_id: str) -> CostModel:
     """The cost model of a case (cached: fitted analytic models fit once per session)."""
     _, name, kwargs = next(case for case in MODEL_CASES if case[0] == case_id)
-    if name == "profile":
+    if case_id == "profile":
         return ProfileCostModel(SAMPLE_PARAMS)
+    if case_id == "profile-operator":
+        return ProfileCostModel(OPERATOR_SAMPLE)
     return make_cost_model(name, **kwargs)  # type: ignore[arg-type]
 
 

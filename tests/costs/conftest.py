@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from llmsched_gym.costs import MeasuredPoint, Profile, ProfileCostModel, fit_profile
+from llmsched_gym.costs import MeasuredPoint, Profile, ProfileCostModel, Validation, fit_profile
 from llmsched_gym.costs.profile_fit import FittedParams
 from llmsched_gym.hardware import get_gpu, get_model
-from tests.costs.batches import SAMPLE_PARAMS
+from tests.costs.batches import OPERATOR_SAMPLE, SAMPLE_PARAMS
 
 
 def synthetic_points(params: FittedParams, *, noise: float = 0.0, seed: int = 0) -> list[MeasuredPoint]:
@@ -57,6 +58,20 @@ def make_profile(params: FittedParams = SAMPLE_PARAMS, **overrides: object) -> P
 @pytest.fixture(scope="session")
 def sample_profile() -> Profile:
     return make_profile()
+
+
+@pytest.fixture(scope="session")
+def operator_profile() -> Profile:
+    """A schema-2 profile with an operator-form fit (coefficients given, not fitted: a fixture)."""
+    points = tuple(
+        dataclasses.replace(p, role="holdout" if i % 5 == 0 else "train", spread=0.01, repeats=5)
+        for i, p in enumerate(synthetic_points(SAMPLE_PARAMS))
+    )
+    validation = Validation.of_errors(np.array([0.01, -0.02, 0.005]), len(points) - 3, 3)
+    return make_profile(
+        grid=points, fit=OPERATOR_SAMPLE, validation=validation, source="imported", reference="tests",
+        caveats=("synthetic",), fit_info={"free": ["kv_s"]},
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from llmsched_gym.core.batch import BatchSummary
 from llmsched_gym.costs import (
     AffineKVCostModel,
     RooflineCostModel,
+    RooflineParams,
     TileStepCostModel,
     UnitCostModel,
     batch_kv_tokens,
@@ -78,7 +79,7 @@ def test_fit_affine_kv_recovers_an_affine_model_exactly() -> None:
 
 
 def test_fit_affine_kv_to_the_roofline_tracks_decode_batches() -> None:
-    roofline = RooflineCostModel()
+    roofline = RooflineCostModel(params=RooflineParams.cuda_graphs())
     fitted = fit_affine_kv(roofline)
     batch = BatchSummary.of(n_decodes=64, decode_context_sum=64 * 512)
     assert fitted.iteration_time(batch) == pytest.approx(roofline.iteration_time(batch), rel=0.05)
@@ -92,8 +93,8 @@ def test_fit_tile_step_recovers_a_tile_step_model_exactly() -> None:
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=1e-8)
 
 
-def test_tile_step_defaults_are_the_rounded_roofline_fit() -> None:
-    fitted, default = fit_tile_step(RooflineCostModel()), TileStepCostModel()
+def test_tile_step_defaults_are_the_rounded_fit_of_the_cuda_graph_roofline() -> None:
+    fitted, default = fit_tile_step(RooflineCostModel(params=RooflineParams.cuda_graphs())), TileStepCostModel()
     assert fitted.tile == default.tile
     for name in ("per_tile_s", "base_s", "per_decode_s", "per_kv_token_s"):
         assert getattr(fitted, name) == pytest.approx(getattr(default, name), rel=0.03, abs=1e-9), name

@@ -66,3 +66,33 @@ def test_profile_by_path_and_shorthand(saved_profile: str) -> None:
     assert isinstance(make_cost_model(f"profile:{saved_profile}"), ProfileCostModel)
     with pytest.raises(TypeError, match="unknown parameter"):
         make_cost_model("profile", path=saved_profile, tile=3)
+
+
+@pytest.mark.parametrize(
+    ("run", "field"),
+    [
+        ({"gpu": "A100-80GB"}, "gpu=H100-80GB but the run uses gpu=A100-80GB: pass --gpu H100-80GB"),
+        ({"model": "Llama-3-8B"}, "model=Llama-2-7B but the run uses model=Llama-3-8B: pass --model Llama-2-7B"),
+        ({"tp": 2}, "tp=1 but the run uses tp=2"),
+        ({"block_size": 32}, "block_size=16 but the run uses block_size=32"),
+    ],
+)
+def test_a_profile_passed_by_path_is_checked_against_the_run(saved_profile: str, run: dict, field: str) -> None:
+    with pytest.raises(ProfileError, match=field):
+        make_cost_model(f"profile:{saved_profile}", **run)
+
+
+def test_profile_path_checks_only_what_the_run_specifies(saved_profile: str) -> None:
+    model = make_cost_model("profile", path=saved_profile, gpu="h100-80gb", model="LLAMA-2-7B", tp=1, block_size=16)
+    assert isinstance(model, ProfileCostModel)
+    assert isinstance(make_cost_model("profile", path=saved_profile, block_size=16), ProfileCostModel)
+
+
+def test_every_model_accepts_the_run_block_size_and_the_shipped_profiles_are_found() -> None:
+    for name in ("roofline", "unit", "affine_kv", "tile_step"):
+        assert make_cost_model(name, block_size=16) is not None
+    shipped = make_cost_model("profile", gpu="A100-80GB", model="Llama-2-70B", tp=8, block_size=16)
+    assert isinstance(shipped, ProfileCostModel) and shipped.profile is not None
+    assert shipped.profile.source == "imported" and shipped.profile.block_size is None
+    fitted = make_cost_model("affine_kv", gpu="A100-80GB", preset="cuda-graphs")
+    assert isinstance(fitted, AffineKVCostModel)

@@ -85,3 +85,45 @@ def test_single_client_run_has_samples_but_no_per_client_series():
     times, service, backlog = service_series(res)
     assert times.size > 0 and service.shape == (times.size, 0) and backlog.shape == (times.size, 0)
     assert summarize(res).fairness is None
+
+
+def test_no_targets_means_no_attainment_and_no_goodput():
+    s = summarize(_run())
+    assert s.slo_attainment == {} and math.isnan(s.goodput_req_per_s)
+
+
+def test_attainment_counts_only_requests_with_targets():
+    reqs = [Request(i, i * 0.05, 100, 10, slo=SLOClass("tight", ttft_s=1e-9) if i % 2 else None) for i in range(40)]
+    res = simulate(reqs, make_scheduler("sarathi"), SimulatedRunner(LinearCost()), EngineConfig(KVConfig(500)))
+    s = summarize(res)
+    assert s.slo_attainment == {"all": 0.0, "tight": 0.0}  # the 20 untargeted requests do not count as met
+    assert s.goodput_req_per_s == 0.0
+
+
+def test_min_attainment_without_targets_is_an_error_not_a_pass():
+    with pytest.raises(ValueError, match="needs requests with SLO targets"):
+        SLOCriterion(min_slo_attainment=0.9).holds(summarize(_run()))
+
+
+def test_summary_round_trips_through_json():
+    import json
+
+    from llmsched_gym.cli.output import jsonable
+    from llmsched_gym.metrics.summary import RunSummary
+
+    s = summarize(_run(slo=SLOClass("x", ttft_s=1.0)))
+    back = RunSummary.from_dict(json.loads(json.dumps(jsonable(s.as_dict()))))
+    assert back.as_dict() == s.as_dict()
+    empty = summarize(_run())
+    again = RunSummary.from_dict(json.loads(json.dumps(jsonable(empty.as_dict()))))
+    assert math.isnan(again.goodput_req_per_s) and again.slo_attainment == {}
+
+
+def test_rejections_are_grouped_by_reason_with_an_example():
+    from llmsched_gym.metrics.rejections import rejection_groups
+
+    reqs = [Request(i, i * 0.1, 4000 if i in (2, 5) else 100, 10) for i in range(8)]
+    res = simulate(reqs, make_scheduler("sarathi"), SimulatedRunner(LinearCost()), EngineConfig(KVConfig(100)))
+    groups = rejection_groups(res)
+    assert [(g.count, g.example_id) for g in groups] == [(2, 2)]
+    assert "N" in groups[0].kind and "can never fit" in groups[0].example
