@@ -3,7 +3,7 @@
 Paper: Jaillet, Jiang, Mellou, Molinaro, Podimata, Zhou, "Online Scheduling for LLM Inference with KV Cache
 Constraints", arXiv 2502.07115 v5: the model (non-preemptive requests on one worker with KV memory M), Algorithm
 MC-SF and its future-feasibility check (Eq. 5), the baselines MC-Benchmark, α-protection greedy and
-α-protection β-clearing. Spec: ``specs/baselines.md`` §12 (with §1.3–1.4, §13.5). No reference implementation
+α-protection β-clearing. Spec: ``docs/specs/baselines.md`` §12 (with §1.3–1.4, §13.5). No reference implementation
 is known. The spec's description is [summary] (two third-party readings and a public simulation script).
 
 MC-SF, per iteration: every started request runs (no pausing, no preemption). Waiting requests are tried in
@@ -54,11 +54,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, decode_block_needs
+from baselines._queue import decode_block_needs
 from baselines.predictors import OutputPredictor, PredictorConfig
 from baselines.wait import check_restart_mode
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements, RestartMode
 from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView

@@ -2,7 +2,7 @@
 
 Paper: Jaillet et al., "Online Scheduling for LLM Inference with KV Cache Constraints", arXiv 2502.07115 v5: the
 benchmark is the hindsight integer program in start indicators with a per-round memory constraint, solved with
-Gurobi there. Spec: ``specs/baselines.md`` §12.1 and §13.5, which asks for "a small exact solver (IP or
+Gurobi there. Spec: ``docs/specs/baselines.md`` §12.1 and §13.5, which asks for "a small exact solver (IP or
 exhaustive search for tiny n)" in ``unit`` cost mode, with no solver dependency.
 
 Model (unit rounds, one worker, memory M tokens): request i arrives at integer round a_i with prompt s_i and

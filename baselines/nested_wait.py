@@ -3,7 +3,7 @@
 Paper: Ao, Luo, Simchi-Levi, Wang, "Optimizing LLM Inference: Fluid-Guided Online Scheduling with Memory
 Constraints", arXiv 2504.11320 v4: Nested WAIT §5 (Algorithm 2), the event-driven Algorithm 3 (App. H.1),
 Thm 7 and Eq. 12–14, segments App. A.2 (Eq. 16–17), calibration §6. Reference code: ``Luoxiaogan/vidur_or``
-``general_nested_booking_limit_replica_scheduler.py``. Spec: ``specs/baselines.md`` §11 (with §10.4, §1.2–1.4).
+``general_nested_booking_limit_replica_scheduler.py``. Spec: ``docs/specs/baselines.md`` §11 (with §10.4, §1.2–1.4).
 
 Decode progress is cut at boundaries r_1 < … < r_L. A request advances through segments and reveals its length
 only by finishing. Each iteration opens the longest prefix of segments whose entry queues (the external waiting

@@ -3,7 +3,7 @@
 Sources: Yu et al., "Orca: A Distributed Serving System for Transformer-Based Generative Models",
 OSDI'22 (iteration-level scheduling); as used by Sarathi-Serve (Agrawal et al., OSDI'24, arXiv
 2403.02310) §2.5, §3.2, §5.1; code ``microsoft/sarathi-serve`` ``sarathi/core/scheduler/orca_scheduler.py``
-and ``sarathi/core/block_space_manager/orca_block_space_manager.py``. Spec: ``specs/baselines.md`` §5.
+and ``sarathi/core/block_space_manager/orca_block_space_manager.py``. Spec: ``docs/specs/baselines.md`` §5.
 
 Per iteration: every running request decodes one token, and waiting requests are admitted FCFS with
 their whole prompt in the same (hybrid) batch. Admission reserves ``ceil(max_model_len / block_size)``
@@ -29,12 +29,26 @@ Deviations from the spec and code:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
-from llmsched_gym.core.plan import BatchPlan
+import numpy as np
+from numba import njit
+
+from baselines._queue import WaitingQueue, run_fcfs_segment
+from llmsched_gym.core import rules
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.segment import PLAN_OK, PLAN_PYTHON, PlanOutput, specialize
+from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
+
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +77,36 @@ class Orca:
     Args:
         max_num_seqs: Batch cap.
         max_model_len: Context length reserved per request.
+        compiled: Run decisions in compiled segments (:func:`orca_plan`, the same rules) when the engine has a
+            compiled cost model; off gives the Python path only.
     """
 
     name = "orca"
     requirements = EngineRequirements(allocation="prompt")
 
-    def __init__(self, max_num_seqs: int = 16, max_model_len: int = 8192) -> None:
+    def __init__(self, max_num_seqs: int = 16, max_model_len: int = 8192, compiled: bool = True) -> None:
         self.config = OrcaConfig(max_num_seqs, max_model_len)
         self.queue = WaitingQueue()
         self.length_capped = 0
+        self._compiled = compiled
+
+    def fused_driver(self, engine: Engine) -> Callable[[], None] | None:
+        """A callable advancing ``engine`` by compiled segments (used by :func:`llmsched_gym.simulate.run_engine`).
+
+        ``None`` unless compiled segments are on, the engine has a compiled cost model and no per-token times
+        are recorded.
+        """
+        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
+            return None
+        return partial(self._segment, engine)
+
+    def _segment(self, engine: Engine) -> None:
+        """Advance ``engine`` by a compiled segment, or by one Python decision where it stops at once."""
+        cfg, view = self.config, engine.view()
+        params = (self._reservation(view), cfg.max_num_seqs, cfg.max_model_len)
+        seg, view = run_fcfs_segment(engine, self.queue, SEGMENT, params, cfg.max_num_seqs + 1)
+        if seg.outcome.decisions == 0:
+            engine.step(self._plan(view))
 
     def reset(self, *, seed: int | None = None) -> None:
         """Clear the waiting queue and statistics."""
@@ -85,6 +120,10 @@ class Orca:
     def schedule(self, view: EngineView) -> BatchPlan:
         """All running decodes plus FCFS admissions of whole prompts."""
         self.queue.sync(view)
+        return self._plan(view)
+
+    def _plan(self, view: EngineView) -> BatchPlan:
+        """:meth:`schedule` for a view whose arrivals the queue has already taken in."""
         reserve = self._reservation(view)
         running = view.running
         cap_tokens = reserve * view.block_size
@@ -129,3 +168,38 @@ class Orca:
             tokens[rid] = n
             slots -= 1
         return rejects, slots
+
+
+# ---- Orca in compiled code (a plan function of llmsched_gym.core.segment) ------------------------------------
+@njit(cache=True)
+def orca_plan(inp, params):  # type: ignore[no-untyped-def]
+    """Orca's iteration; ``params = (reservation blocks, max_num_seqs, max_model_len)``; see :class:`Orca`.
+
+    Every running request decodes; whole prompts are admitted FCFS while the virtual reservations and the batch
+    cap allow. Python decides length-capped preemptions and rejections.
+    """
+    reserve, max_seqs, max_model_len = params
+    ints, running = inp.ints, inp.running
+    ids, tokens = (
+        np.empty(running.size + inp.waiting.size, np.int64),
+        np.ones(running.size + inp.waiting.size, np.int64),
+    )
+    repeat = UNBOUNDED_REPEAT
+    for i in range(running.size):
+        room = reserve * inp.block_size - ints[IntCol.COMPUTED, running[i]]
+        if room <= 0:
+            return PlanOutput(PLAN_PYTHON, ids[:0], ids[:0], ids[:0], 1, True, _INF)
+        ids[i], repeat = running[i], min(repeat, room)
+    n, slots = running.size, min(max_seqs, inp.total // reserve) - running.size
+    for r in inp.waiting:
+        if slots <= 0:
+            break
+        x = rules.pending(ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r])
+        if x > max_model_len:
+            return PlanOutput(PLAN_PYTHON, ids[:0], ids[:0], ids[:0], 1, True, _INF)
+        ids[n], tokens[n], n, slots = r, x, n + 1, slots - 1
+    sensitive = n - running.size == inp.waiting.size and not inp.more_waiting and slots > 0
+    return PlanOutput(PLAN_OK, ids[:n], tokens[:n], ids[:0], repeat, sensitive, _INF)
+
+
+SEGMENT = specialize(orca_plan)  # the engine's segment loop running Orca's compiled plan

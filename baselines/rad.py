@@ -2,7 +2,7 @@
 
 Paper: Bari, Hegde, de Veciana, "Optimal Scheduling Algorithms for LLM Inference: Theory and Practice",
 arXiv 2508.01002 (SIGMETRICS'26), §4 Algorithm 1 (RAD) and §5. No reference code exists (the SLAI repo
-``agrimUT/SLAI`` has no RAD scheduler). Spec: ``specs/baselines.md`` §8 "Project specification"; every
+``agrimUT/SLAI`` has no RAD scheduler). Spec: ``docs/specs/baselines.md`` §8 "Project specification"; every
 rule below is a [decision] of that section, to be checked against Algorithm 1 (spec §15 item 1).
 
 ``RAD`` alternates a PREFILL mode and a DECODE mode. It enters PREFILL when requests wait and either no
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_block_needs
+from baselines._queue import WaitingQueue, decode_block_needs
 from baselines.sarathi import SarathiServe, decode_with_preemption
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.view import EngineView
 

@@ -2,7 +2,7 @@
 
 Paper: Agrawal et al., "Taming Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve",
 OSDI'24 (arXiv 2403.02310), Algorithm 3 and §4.1–4.3. Code: ``microsoft/sarathi-serve``,
-``sarathi/core/scheduler/sarathi_scheduler.py``. Spec: ``specs/baselines.md`` §6.
+``sarathi/core/scheduler/sarathi_scheduler.py``. Spec: ``docs/specs/baselines.md`` §6.
 
 Per iteration: running requests oldest first; every decode gets one token (preempting the youngest
 unprocessed running request while no KV slot is free); then every ongoing partial prefill gets
@@ -35,23 +35,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from baselines._fused_sarathi import run_segment
-from baselines._kernels import FAST_OK, fcfs_chunked_plan, split_running
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_with_preemption
+from baselines._queue import WaitingQueue, ascending, decode_with_preemption, preempt_for_decodes, run_fcfs_segment
+from llmsched_gym.core import rules
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.rules import WAITING
+from llmsched_gym.core.segment import PLAN_OK, PLAN_PYTHON, PlanInput, PlanOutput, specialize
+from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-_NO_IDS = np.zeros(0, dtype=np.int64)  # the head of an empty queue (size 0: nothing can write it)
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +178,21 @@ class SarathiServe:
         """A callable advancing ``engine`` by compiled segments of decisions, where this configuration has one.
 
         Used by :func:`llmsched_gym.simulate.run_engine`; ``None`` unless the compiled path is on, the
-        engine fuses its steps (a compiled cost model) and no per-token times are recorded.
+        engine has a compiled cost model and no per-token times are recorded.
         """
-        cost = engine.compiled_cost
-        if not self._compiled or cost is None or engine.recorder.config.token_times:
+        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
             return None
-        return partial(run_segment, self, engine, cost)
+        return partial(self._segment, engine)
+
+    def _segment(self, engine: Engine) -> None:
+        """Advance ``engine`` by a compiled segment of decisions, or by one Python decision where it stops at once."""
+        cfg = self.config
+        params = (cfg.chunk_size, cfg.max_num_seqs)
+        seg, view = run_fcfs_segment(engine, self.queue, SEGMENT, params, 2 * cfg.max_num_seqs + 1)
+        log = seg.outcome.log
+        self.budget_overruns += int(np.count_nonzero(log[:, 4] > cfg.chunk_size * log[:, 2]))
+        if seg.outcome.decisions == 0:
+            engine.step(self._python_plan(view))
 
     def schedule(self, view: EngineView) -> BatchPlan:
         """Build the hybrid batch: decodes, ongoing prefills, then admissions."""
@@ -194,9 +205,11 @@ class SarathiServe:
             plan = self._compiled_plan(view)
             if plan is not None:
                 return plan
-        srt, decodes, partial_ids, total_need = split_running(
-            view.running, view.prompt, view.generated, view.computed, view.blocks, view.block_size
-        )
+        return self._python_plan(view)
+
+    def _python_plan(self, view: EngineView) -> BatchPlan:
+        """The reference Python path of :meth:`plan` (every configuration)."""
+        srt, decodes, partial_ids, total_need = split_running(view.running.copy(), view.ints, view.block_size)
         free = view.free_blocks
         if total_need <= free:
             partials: list[int] = partial_ids.tolist()
@@ -224,28 +237,23 @@ class SarathiServe:
         return BatchPlan(ids, tokens, reject=tuple(rejects), repeat=repeat, arrival_sensitive=sensitive)
 
     def _compiled_plan(self, view: EngineView) -> BatchPlan | None:
-        """The default configuration's plan in one compiled call, or None where the Python path must decide.
+        """The default configuration's plan in one compiled call (:func:`sarathi_plan`).
 
-        Same rules and the same row order as the Python path (a test compares both on random workloads).
+        ``None`` where the Python path must decide. Same rules and row order as the Python path (tested).
         """
         cfg = self.config
-        q = self.queue.items
         running = view.running
-        room = max(cfg.max_num_seqs - running.size, 0) + 1  # every candidate the admission loop can reach
-        head = np.fromiter(islice(q, room), dtype=np.int64, count=min(room, len(q))) if q else _NO_IDS
-        status, ids, tokens, n_dec, admitted, used = fcfs_chunked_plan(
-            running, head, view.prompt, view.generated, view.computed, view.blocks, view.block_size,
-            view.free_blocks, view.total_blocks - view.watermark_blocks, view.watermark_blocks, cfg.chunk_size,
-            cfg.max_num_seqs,
-        )  # fmt: skip
-        if status != FAST_OK:
+        head, more = self.queue.head(max(cfg.max_num_seqs - running.size, 0) + 1)  # every candidate it can reach
+        tables, sets = (view.ints, view.floats, view.state), (running.copy(), head, more)
+        kv = (view.free_blocks, view.total_blocks, view.block_size, view.prompt_allocation, view.watermark_blocks)
+        ok, ids, tokens, n_dec, n_adm, sensitive = sarathi_plan_of(tables, sets, kv, (cfg.chunk_size, cfg.max_num_seqs))
+        if not ok:
             return None
-        for _ in range(admitted):
-            q.popleft()
+        for _ in range(n_adm):
+            self.queue.items.popleft()
         self.plan_decodes = ids[:n_dec]
         if n_dec > cfg.chunk_size:
             self.budget_overruns += 1
-        sensitive = len(q) == 0 and used < cfg.chunk_size
         return BatchPlan(ids, tokens, repeat=UNBOUNDED_REPEAT, arrival_sensitive=sensitive)
 
     def _chunk_limit(self, view: EngineView, rid: int) -> int:
@@ -349,6 +357,96 @@ class SarathiServe:
             free -= blocks
             n_active += 1
         return added, rejects
+
+
+# ---- the default configuration in compiled code (a plan function of llmsched_gym.core.segment) ----------------
+@njit(cache=True)
+def split_running(running, ints, bs):  # type: ignore[no-untyped-def]
+    """Sort running ids (oldest arrival first) and split them into decodes and partial prefills.
+
+    Returns ``(sorted_ids, decodes, partials, need)`` where ``need`` is the total number of new KV
+    blocks the decodes need to cache one more token each.
+    """
+    srt = ascending(running)
+    dec, par = np.empty(srt.size, np.int64), np.empty(srt.size, np.int64)
+    nd = npar = need = 0
+    prompt, generated, computed = ints[IntCol.PROMPT], ints[IntCol.GENERATED], ints[IntCol.COMPUTED]
+    for r in srt:
+        if rules.is_decode(prompt[r], generated[r], computed[r]):
+            dec[nd] = r
+            nd += 1
+            need += rules.decode_blocks(computed[r], ints[IntCol.BLOCKS, r], bs)
+        else:
+            par[npar] = r
+            npar += 1
+    return srt, dec[:nd], par[:npar], need
+
+
+@njit(cache=True)
+def sarathi_plan(inp, params):  # type: ignore[no-untyped-def]
+    """Sarathi-Serve's default iteration (FCFS, no options); ``params = (chunk_size, max_num_seqs)``.
+
+    Decodes (oldest first; while a decode's block is not free, the youngest unprocessed running request is
+    preempted), then ongoing partial prefills with ``min(pending, budget - used)``, then admissions from the
+    queue head with the whole pending prefill's blocks under the watermark. Victims re-enter the queue front
+    in id order. Python decides when a candidate can never fit above the watermark (a rejection).
+    """
+    budget, max_seqs = params
+    ints, bs = inp.ints, inp.block_size
+    srt, dec, par, need = split_running(inp.running, ints, bs)
+    free, victims = inp.free - need, srt[:0]
+    if need > inp.free:
+        dec, par, victims, free = preempt_for_decodes(srt, ints, bs, inp.free)
+    m = srt.size + inp.waiting.size
+    ids, tokens = np.empty(m, np.int64), np.empty(m, np.int64)
+    for i in range(dec.size):
+        ids[i], tokens[i] = dec[i], 1
+    n = used = dec.size
+    for r in par:
+        chunk = min(
+            rules.pending(ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r]),
+            max(budget - used, 0),
+        )
+        if chunk > 0:
+            ids[n], tokens[n] = r, chunk
+            n, used = n + 1, used + chunk
+    active, admitted = srt.size - victims.size, 0
+    for r in inp.waiting:
+        p, g, c = ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r]
+        b = rules.admission_blocks(p, g, ints[IntCol.BLOCKS, r], bs)
+        if b > inp.total - inp.watermark:
+            return PlanOutput(PLAN_PYTHON, ids[:0], ids[:0], ids[:0], 1, True, _INF)
+        chunk = min(rules.pending(p, g, c), max(budget - used, 0))
+        if chunk == 0 or active + 1 > max_seqs or free - b < inp.watermark:
+            break
+        ids[n], tokens[n] = r, chunk
+        n, used, free, active, admitted = n + 1, used + chunk, free - b, active + 1, admitted + 1
+    if victims.size:
+        return PlanOutput(PLAN_OK, ids[:n], tokens[:n], ascending(victims), 1, True, _INF)
+    sensitive = admitted == inp.waiting.size and not inp.more_waiting and used < budget
+    return PlanOutput(PLAN_OK, ids[:n], tokens[:n], victims, UNBOUNDED_REPEAT, sensitive, _INF)
+
+
+@njit(cache=True)
+def sarathi_plan_of(view, sets, kv, params):  # type: ignore[no-untyped-def]
+    """:func:`sarathi_plan` for Python: ``(ok, ids, tokens, n_decodes, n_admitted, arrival_sensitive)``.
+
+    ``view`` is the table's read-only ``(ints, floats, state)``, ``sets`` ``(running, queue head, more)``, ``kv``
+    ``(free, total, block size, prompt allocation, watermark)``; ``ok`` is False where Python must decide (a
+    rejection or a preemption, whose order the Python path reports).
+    """
+    (running, head, more), (free, total, bs, alloc, watermark) = sets, kv
+    out = sarathi_plan(
+        PlanInput(view[0], view[1], view[2], running, head, more, free, total, bs, alloc, watermark, 0.0), params
+    )
+    n_dec = n_adm = 0
+    for r in out.ids:
+        n_dec += rules.is_decode(view[0][IntCol.PROMPT, r], view[0][IntCol.GENERATED, r], view[0][IntCol.COMPUTED, r])
+        n_adm += view[2][r] == WAITING
+    return out.status == PLAN_OK and out.victims.size == 0, out.ids, out.tokens, n_dec, n_adm, out.arrival_sensitive
+
+
+SEGMENT = specialize(sarathi_plan)  # the engine's segment loop running Sarathi-Serve's compiled plan
 
 
 def _plan_arrays(decodes: IntArray, prefills: dict[int, int]) -> tuple[IntArray, IntArray]:

@@ -3,7 +3,7 @@
 Paper: Bari, Hegde, de Veciana, "Optimal Scheduling Algorithms for LLM Inference: Theory and Practice",
 arXiv 2508.01002 (SIGMETRICS'26), §6 and Eq. 8. Code: ``agrimUT/SLAI``,
 ``sarathi/core/scheduler/slai_scheduler.py`` (a fork of the Sarathi-Serve OSDI branch). Spec:
-``specs/baselines.md`` §7.
+``docs/specs/baselines.md`` §7.
 
 When request j emits a token at the end of a batch, its next token's last schedulable time is
 ``LST_j = batch_end + TBT_j - Θ·b̄`` (Eq. 8), with b̄ the running mean batch duration and Θ the offset
@@ -240,7 +240,7 @@ class SLAI:
 
     def _decode(self, view: EngineView, batch: _Batch, rid: int) -> None:
         """Schedule one decode token, preempting the latest paused prefill (else itself) for a block."""
-        need = max(0, view.blocks_for(int(view.computed[rid]) + 1) - int(view.blocks[rid]))
+        need = view.new_blocks(rid, 1)
         while need > batch.free:
             if not self._paused:
                 batch.preempt.append(rid)

@@ -2,7 +2,7 @@
 
 Sources: ``vllm-project/vllm`` V0 ``vllm/core/scheduler.py::_schedule_default`` (no chunked prefill);
 ``microsoft/sarathi-serve`` ``sarathi/core/scheduler/vllm_scheduler.py``; Sarathi-Serve (Agrawal et al.,
-OSDI'24, arXiv 2403.02310) §2.5 Algorithm 2. Spec: ``specs/baselines.md`` §3 (registry ``vllm-v0``; §12.3
+OSDI'24, arXiv 2403.02310) §2.5 Algorithm 2. Spec: ``docs/specs/baselines.md`` §3 (registry ``vllm-v0``; §12.3
 ``vllm-fcfs-threshold`` is the same policy).
 
 Per iteration: a prefill pass walks the FCFS waiting queue and admits whole (re-)prefills while the
@@ -27,13 +27,32 @@ Deviations from the spec and code:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue, decode_block_needs
-from baselines.sarathi import decode_with_preemption
-from llmsched_gym.core.plan import BatchPlan
+import numpy as np
+from numba import njit
+
+from baselines._queue import (
+    WaitingQueue,
+    decode_block_needs,
+    decode_with_preemption,
+    preempt_for_decodes,
+    run_fcfs_segment,
+)
+from llmsched_gym.core import rules
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.segment import PLAN_OK, PLAN_PYTHON, PlanOutput, specialize
+from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
+
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +101,41 @@ class VLLMV0:
         max_num_seqs: Cap on requests holding KV.
         max_num_batched_tokens: Prefill tokens per iteration (``None``: ``max(max_model_len, 2048)``).
         max_model_len: Longest accepted (re-)prefill.
+        compiled: Run decisions in compiled segments (:func:`vllm_v0_plan`, the same rules) when the engine has a
+            compiled cost model; off gives the Python path only.
     """
 
     name = "vllm-v0"
     requirements = EngineRequirements(allocation="prompt")
 
     def __init__(
-        self, max_num_seqs: int = 256, max_num_batched_tokens: int | None = None, max_model_len: int = 8192
+        self,
+        max_num_seqs: int = 256,
+        max_num_batched_tokens: int | None = None,
+        max_model_len: int = 8192,
+        compiled: bool = True,
     ) -> None:
         self.config = VLLMV0Config(max_num_seqs, max_num_batched_tokens, max_model_len)
         self.queue = WaitingQueue()
+        self._compiled = compiled
+
+    def fused_driver(self, engine: Engine) -> Callable[[], None] | None:
+        """A callable advancing ``engine`` by compiled segments (used by :func:`llmsched_gym.simulate.run_engine`).
+
+        ``None`` unless compiled segments are on, the engine has a compiled cost model and no per-token times
+        are recorded.
+        """
+        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
+            return None
+        return partial(self._segment, engine)
+
+    def _segment(self, engine: Engine) -> None:
+        """Advance ``engine`` by a compiled segment, or by one Python decision where it stops at once."""
+        cfg = self.config
+        params = (cfg.max_num_seqs, cfg.batch_tokens, cfg.prompt_limit)
+        seg, view = run_fcfs_segment(engine, self.queue, SEGMENT, params, cfg.max_num_seqs + 1)
+        if seg.outcome.decisions == 0:
+            engine.step(self._plan(view))
 
     def reset(self, *, seed: int | None = None) -> None:
         """Clear the waiting queue."""
@@ -100,6 +144,10 @@ class VLLMV0:
     def schedule(self, view: EngineView) -> BatchPlan:
         """A prefill-only iteration if any request can be admitted, else a decode-only iteration."""
         self.queue.sync(view)
+        return self._plan(view)
+
+    def _plan(self, view: EngineView) -> BatchPlan:
+        """:meth:`schedule` for a view whose arrivals the queue has already taken in."""
         tokens, rejects = self._prefill_pass(view)
         if tokens:
             return BatchPlan.of(tokens, reject=rejects)
@@ -150,3 +198,43 @@ class VLLMV0:
         decodes, _, preempted, _ = decode_with_preemption(view, running.tolist(), free)
         self.queue.push_front(preempted[::-1])
         return BatchPlan.of(dict.fromkeys(decodes, 1), preempt=preempted, reject=rejects)
+
+
+# ---- vLLM V0 in compiled code (a plan function of llmsched_gym.core.segment) ---------------------------------
+@njit(cache=True)
+def vllm_v0_plan(inp, params):  # type: ignore[no-untyped-def]
+    """VLLM V0's iteration; ``params = (max_num_seqs, batch_tokens, prompt_limit)``; see :class:`VLLMV0`.
+
+    The prefill pass admits whole (re-)prefills from the queue head; if it admits none, every running request
+    decodes, preempting the newest while a block is missing (victims re-enter the queue front newest first).
+    Python decides rejections (an over-long request, or one that can never fit, at the queue head).
+    """
+    max_seqs, batch_tokens, prompt_limit = params
+    ints, bs, running = inp.ints, inp.block_size, inp.running
+    ids, tokens = (
+        np.empty(running.size + inp.waiting.size, np.int64),
+        np.ones(running.size + inp.waiting.size, np.int64),
+    )
+    free, n, batched = inp.free, 0, 0
+    for r in inp.waiting:
+        p, g, c = ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r]
+        x = rules.pending(p, g, c)
+        b = rules.admission_blocks(p, g, ints[IntCol.BLOCKS, r], bs) if inp.prompt_alloc else 0
+        if x > prompt_limit or b > inp.total - inp.watermark:
+            return PlanOutput(PLAN_PYTHON, ids[:0], ids[:0], ids[:0], 1, True, _INF)
+        if free - b < inp.watermark or batched + x > batch_tokens or n >= max_seqs - running.size:
+            break
+        ids[n], tokens[n], n, batched, free = r, x, n + 1, batched + x, free - b
+    if n or running.size == 0:  # a prefill-only iteration, or nothing to run (idle)
+        return PlanOutput(PLAN_OK, ids[:n], tokens[:n], ids[:0], 1, True, _INF)
+    need = 0
+    for r in running:
+        need += rules.decode_blocks(ints[IntCol.COMPUTED, r], ints[IntCol.BLOCKS, r], bs)
+    if need <= inp.free:
+        sensitive = inp.waiting.size == 0 and not inp.more_waiting
+        return PlanOutput(PLAN_OK, running.copy(), tokens[: running.size], ids[:0], UNBOUNDED_REPEAT, sensitive, _INF)
+    dec, _, victims, _ = preempt_for_decodes(running, ints, bs, inp.free)
+    return PlanOutput(PLAN_OK, dec, tokens[: dec.size], victims[::-1].copy(), 1, True, _INF)
+
+
+SEGMENT = specialize(vllm_v0_plan)  # the engine's segment loop running vLLM V0's compiled plan

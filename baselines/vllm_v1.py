@@ -1,7 +1,7 @@
 """vLLM V1 default scheduler: one token budget, chunked prefill always on, on-demand KV.
 
 Source: ``vllm-project/vllm``, ``vllm/v1/core/sched/scheduler.py::schedule`` (no paper; the V1
-engine design). Spec: ``specs/baselines.md`` §4.
+engine design). Spec: ``docs/specs/baselines.md`` §4.
 
 Per iteration: a running pass in running-list (admission) order tops every request up with
 ``min(pending, budget)`` tokens, allocating KV only for the new tokens and, on allocation failure,
@@ -20,12 +20,27 @@ Deviations from the code:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
-from baselines._queue import UNBOUNDED_REPEAT, WaitingQueue
-from llmsched_gym.core.plan import BatchPlan
+import numpy as np
+from numba import njit
+
+from baselines._queue import WaitingQueue, run_fcfs_segment
+from llmsched_gym.core import rules
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
+from llmsched_gym.core.rules import RUNNING, WAITING
+from llmsched_gym.core.segment import PLAN_OK, PlanOutput, specialize
+from llmsched_gym.core.table import IntCol
 from llmsched_gym.core.view import EngineView
+
+if TYPE_CHECKING:
+    from llmsched_gym.core.engine import Engine
+
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +74,43 @@ class VLLMV1:
         max_num_batched_tokens: Token budget per iteration.
         max_num_seqs: Cap on running requests.
         long_prefill_threshold: Per-request chunk cap (0 = off).
+        compiled: Run decisions in compiled segments (:func:`vllm_v1_plan`, the same rules)
+            when the engine has a compiled cost model; off gives the Python path only.
     """
 
     name = "vllm-v1"
     requirements = EngineRequirements(allocation="on_demand")
 
     def __init__(
-        self, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024, long_prefill_threshold: int = 0
+        self,
+        max_num_batched_tokens: int = 8192,
+        max_num_seqs: int = 1024,
+        long_prefill_threshold: int = 0,
+        compiled: bool = True,
     ) -> None:
         self.config = VLLMV1Config(max_num_batched_tokens, max_num_seqs, long_prefill_threshold)
         self.queue = WaitingQueue()
         self._running: list[int] = []
+        self._compiled = compiled
+
+    def fused_driver(self, engine: Engine) -> Callable[[], None] | None:
+        """A callable advancing ``engine`` by compiled segments (used by :func:`llmsched_gym.simulate.run_engine`).
+
+        ``None`` unless compiled segments are on, the engine has a compiled cost model and no per-token times
+        are recorded.
+        """
+        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
+            return None
+        return partial(self._segment, engine)
+
+    def _segment(self, engine: Engine) -> None:
+        """Advance ``engine`` by a compiled segment, or by one Python decision where it stops at once."""
+        cfg = self.config
+        params = (cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.long_prefill_threshold)
+        seg, view = run_fcfs_segment(engine, self.queue, SEGMENT, params, cfg.max_num_seqs + 1)
+        self._running = view.running.tolist()
+        if seg.outcome.decisions == 0:
+            engine.step(self._plan(view))
 
     def reset(self, *, seed: int | None = None) -> None:
         """Clear the queue and the running list."""
@@ -83,11 +124,15 @@ class VLLMV1:
 
     def _sync_running(self, view: EngineView) -> None:
         state = view.state
-        self._running = [r for r in self._running if state[r] == 2]
+        self._running = [r for r in self._running if state[r] == RUNNING]
 
     def schedule(self, view: EngineView) -> BatchPlan:
         """Running pass, then (if nothing was preempted) the waiting pass."""
         self.queue.sync(view)
+        return self._plan(view)
+
+    def _plan(self, view: EngineView) -> BatchPlan:
+        """:meth:`schedule` for a view whose arrivals the queue has already taken in."""
         self._sync_running(view)
         budget = self.config.max_num_batched_tokens
         free = view.free_blocks
@@ -98,7 +143,7 @@ class VLLMV1:
         while i < len(order) and budget > 0:
             rid = order[i]
             n = self._chunk(view.pending(rid), budget)
-            need = max(0, view.blocks_for(int(view.computed[rid]) + n) - int(view.blocks[rid]))
+            need = view.new_blocks(rid, n)
             while need > free and order[-1] != rid:
                 victim = order.pop()
                 preempted.append(victim)
@@ -125,7 +170,7 @@ class VLLMV1:
         while q and budget > 0 and len(self._running) < self.config.max_num_seqs:
             rid = q[0]
             n = self._chunk(view.pending(rid), budget)
-            need = view.blocks_for(int(view.computed[rid]) + n) - int(view.blocks[rid])
+            need = view.new_blocks(rid, n)
             if need > free:
                 break
             q.popleft()
@@ -133,3 +178,60 @@ class VLLMV1:
             budget -= n
             free -= need
             self._running.append(rid)
+
+
+# ---- vLLM V1 in compiled code (a plan function of llmsched_gym.core.segment) ---------------------------------
+@njit(cache=True)
+def _v1_chunk(ints, r, budget, cap):  # type: ignore[no-untyped-def]
+    """VLLM V1's tokens for request ``r``: ``min(pending, budget)``, capped for long prefills when ``cap``."""
+    pend = rules.pending(ints[IntCol.PROMPT, r], ints[IntCol.GENERATED, r], ints[IntCol.COMPUTED, r])
+    n = min(pend, budget)
+    return min(n, cap) if cap and pend > 1 else n
+
+
+@njit(cache=True)
+def vllm_v1_plan(inp, params):  # type: ignore[no-untyped-def]
+    """VLLM V1's iteration; ``params = (max_num_batched_tokens, max_num_seqs, long_prefill_threshold)``.
+
+    The running pass (admission order) tops every request up, preempting from the back of the running list
+    when a request's new blocks are not free; then, if nothing was preempted, the waiting pass admits FCFS
+    until the budget, the sequence cap or the first allocation failure. Victims re-enter the queue front in
+    the reverse of their preemption order.
+    """
+    budget, max_seqs, cap = params
+    ints, bs, free = inp.ints, inp.block_size, inp.free
+    order, n_order = inp.running, inp.running.size
+    ids, tokens = np.empty(n_order + inp.waiting.size, np.int64), np.empty(n_order + inp.waiting.size, np.int64)
+    victims, n_vic, n, i = np.empty(n_order, np.int64), 0, 0, 0
+    while i < n_order and budget > 0:
+        r = order[i]
+        x = _v1_chunk(ints, r, budget, cap)
+        p, g, c, held = (
+            ints[IntCol.PROMPT, r],
+            ints[IntCol.GENERATED, r],
+            ints[IntCol.COMPUTED, r],
+            ints[IntCol.BLOCKS, r],
+        )
+        need = rules.new_blocks(c, x, rules.ONE, p, g, held, bs, inp.prompt_alloc and inp.state[r] == WAITING)
+        while need > free and order[n_order - 1] != r:
+            n_order -= 1
+            victims[n_vic], n_vic, free = order[n_order], n_vic + 1, free + ints[IntCol.BLOCKS, order[n_order]]
+        if need > free:
+            victims[n_vic], n_vic = r, n_vic + 1
+            break
+        ids[n], tokens[n], n, budget, free, i = r, x, n + 1, budget - x, free - need, i + 1
+    if n_vic:
+        return PlanOutput(PLAN_OK, ids[:n], tokens[:n], victims[:n_vic][::-1].copy(), 1, True, _INF)
+    j = 0
+    while j < inp.waiting.size and budget > 0 and n_order < max_seqs:
+        r = inp.waiting[j]
+        x = _v1_chunk(ints, r, budget, cap)
+        need = rules.blocks_for(ints[IntCol.COMPUTED, r] + x, bs) - ints[IntCol.BLOCKS, r]
+        if need > free:
+            break
+        ids[n], tokens[n], n, budget, free, n_order, j = r, x, n + 1, budget - x, free - need, n_order + 1, j + 1
+    sensitive = budget > 0 and j == inp.waiting.size and not inp.more_waiting
+    return PlanOutput(PLAN_OK, ids[:n], tokens[:n], ids[:0], UNBOUNDED_REPEAT, sensitive, _INF)
+
+
+SEGMENT = specialize(vllm_v1_plan)  # the engine's segment loop running vLLM V1's compiled plan

@@ -4,7 +4,7 @@ Paper: Sheng et al., "Fairness in Serving Large Language Models", OSDI'24 (arXiv
 Algorithm 2 (lines 7–13 counter lift, line 24 prefill charge, line 30 decode charge), §4.2–4.4
 (general cost, weights, length prediction), §5.1, App. B. Artifact: ``Ying1123/VTC-artifact``,
 ``slora/server/router/{req_queue,vtc_req_queue,vtc_pred_len_req_queue,vtc_oracle_req_queue,
-lcf_req_queue,lshare_req_queue,manager}.py``. Spec: ``specs/baselines.md`` §9.1–9.3, §9.5.
+lcf_req_queue,lshare_req_queue,manager}.py``. Spec: ``docs/specs/baselines.md`` §9.1–9.3, §9.5.
 
 A client's counter starts at 0 when it is first seen and is charged (divided by the request weight
 when ``weighted``) ``h(p, 0)`` when a request is admitted and ``h(p, j) - h(p, j-1)`` for the decode
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT, decode_block_needs
+from baselines._queue import decode_block_needs
 from baselines._vtc_common import (
     ClientQueues,
     CountersMixin,
@@ -66,7 +66,7 @@ from baselines._vtc_common import (
 )
 from baselines.predictors import PREDICTORS, OutputPredictor, PredictorConfig
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import EngineRequirements
 from llmsched_gym.core.table import WAITING
 from llmsched_gym.core.view import EngineView

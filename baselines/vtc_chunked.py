@@ -2,7 +2,7 @@
 
 Paper: Sheng et al., "Fairness in Serving Large Language Models", OSDI'24 (arXiv 2401.00588),
 Algorithm 2 (lift lines 7–13, charges lines 24 and 30), §4. Engine: Sarathi-Serve (spec §6,
-:mod:`baselines.sarathi`). Spec: ``specs/baselines.md`` §9.4 (a project [decision]; the artifact
+:mod:`baselines.sarathi`). Spec: ``docs/specs/baselines.md`` §9.4 (a project [decision]; the artifact
 ``Ying1123/VTC-artifact`` has no chunked runtime).
 
 Each iteration is Sarathi-Serve's: decodes first (preempting the youngest running request when no
@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from baselines._queue import UNBOUNDED_REPEAT
 from baselines._vtc_common import ClientQueues, CountersMixin, ServiceCharger, check_fair_options
 from baselines.sarathi import SarathiServe
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.view import EngineView
 
 _EMPTY = np.zeros(0, dtype=np.int64)

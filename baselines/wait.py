@@ -4,7 +4,7 @@ Paper: Ao, Luo, Simchi-Levi, Wang, "Optimizing LLM Inference: Fluid-Guided Onlin
 Constraints", arXiv 2504.11320 v4: model §2 (Eq. 1 iteration time, §2.3 LIFO eviction and restart, §2.4 pausing),
 fluid equilibrium §3 (Eq. 8–10), WAIT Algorithm 1 and the threshold conditions Eq. 11 (§4), experiments §6,
 App. H. Reference code: ``Luoxiaogan/vidur_or``, ``booking_limit`` and ``modified_booking_limit`` replica
-schedulers. Spec: ``specs/baselines.md`` §10 (with §1.2–1.4 and §13.4).
+schedulers. Spec: ``docs/specs/baselines.md`` §10 (with §1.2–1.4 and §13.4).
 
 Each type j has a per-stage threshold n_j. Type j is eligible when at least n_j of its requests wait; an iteration
 then admits (fully prefills) up to n_j of them and advances up to n_j residents of every stage of every eligible

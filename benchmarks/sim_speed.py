@@ -1,6 +1,6 @@
 """Simulation speed: 10,000 ShareGPT-length requests through Sarathi-Serve on H100 / Llama-2-7B.
 
-Setup (issue "Simulation engine", speed.md): prompt/output lengths drawn from the ShareGPT length-stats
+Setup (issue "Simulation engine", docs/design/speed.md): prompt/output lengths drawn from the ShareGPT length-stats
 file in ``../shared/traces`` with totals above 4096 tokens removed (spec §1.5), Poisson arrivals at
 ``--rate`` (default: near Sarathi-Serve's capacity on this setup, measured with ``llmsched capacity``
 and recorded in docs/benchmarks.md), Sarathi-Serve with chunk 512 and batch cap 128, roofline cost

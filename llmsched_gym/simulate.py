@@ -62,9 +62,9 @@ def run_engine(
     """Drive ``engine`` with ``scheduler`` until it is done.
 
     A scheduler may offer ``fused_driver(engine)``: a callable that advances the engine by one or more
-    decisions in compiled code (see ``baselines/_fused_sarathi.py``); it is used when it returns one.
-    ``progress`` shows a bar of finished requests out of ``total``; ``on_progress(k)`` is called with the
-    number of requests newly finished (for progress shown elsewhere, e.g. by a sweep's parent process).
+    decisions in compiled code (see :meth:`llmsched_gym.core.engine.Engine.run_segment`); it is used when it
+    returns one. ``progress`` shows a bar of finished requests out of ``total``; ``on_progress(k)`` is called with
+    the number of requests newly finished (for progress shown elsewhere, e.g. by a sweep's parent process).
     """
     bar = _progress_bar(total) if progress else None
     make_driver = getattr(scheduler, "fused_driver", None)

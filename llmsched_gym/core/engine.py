@@ -1,35 +1,45 @@
-"""The engine: clock, request table, KV block pool and the validate → run → commit iteration.
+"""The engine: clock, request table, KV block pool, and one decision as schedule → check → run → commit.
 
-One decision is ``view = engine.view(); plan = decider(view); engine.step(plan)``. The engine
-validates every plan and raises :class:`~llmsched_gym.errors.InvalidPlanError` naming the broken
-rule. When a plan declares ``repeat > 1`` and the runner supports it, the engine fast-forwards the
-stretch of identical iterations up to the first event that could change the decision (see
-:mod:`llmsched_gym.core.stretch`); results are identical to stepping one iteration at a time.
+One decision is ``view = engine.view(); plan = decider(view); engine.step(plan)``: the decider reads the
+:class:`~llmsched_gym.core.view.EngineView` and returns a :class:`~llmsched_gym.core.plan.BatchPlan`; the engine
+applies its rejections and preemptions and checks it (:mod:`~llmsched_gym.core.check`, raising
+:class:`~llmsched_gym.errors.InvalidPlanError` or repairing a KV shortfall), times the iteration or the
+fast-forward stretch (:mod:`~llmsched_gym.core.run`), commits it to the table (:mod:`~llmsched_gym.core.commit`)
+and books its :class:`~llmsched_gym.core.commit.Outcome` with :meth:`Engine._book`, its one bookkeeping method.
+With a compiled cost model the decision is one compiled call; compiled policies run many decisions per call
+(:mod:`~llmsched_gym.core.segment`, :meth:`Engine.run_segment`). Every path gives the same results (tested).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from llmsched_gym.core import kernels
+from llmsched_gym.core import check, commit, rules, segment
 from llmsched_gym.core.batch import FloatArray, IntArray
-from llmsched_gym.core.commit import CommitOutcome, commit_iterations
+from llmsched_gym.core.check import Checked
+from llmsched_gym.core.commit import Outcome
 from llmsched_gym.core.config import EngineConfig, StepResult
 from llmsched_gym.core.cost_kernels import CompiledCost
-from llmsched_gym.core.fused import fused_step
 from llmsched_gym.core.kv import BlockPool
-from llmsched_gym.core.plan import BatchPlan
+from llmsched_gym.core.plan import UNBOUNDED_REPEAT, BatchPlan
 from llmsched_gym.core.protocols import Runner
 from llmsched_gym.core.recorder import Recorder
 from llmsched_gym.core.request import Request
-from llmsched_gym.core.stretch import Prepared, prepare, run_iterations
-from llmsched_gym.core.table import REJECTED, RUNNING, STATE_NAMES, WAITING, RequestTable
+from llmsched_gym.core.rules import REJECTED, RUNNING, STATE_NAMES, WAITING
+from llmsched_gym.core.run import runner_ends, work_of
+from llmsched_gym.core.segment import Reg, Segment, Unpacked
+from llmsched_gym.core.table import RequestTable
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.errors import InvalidPlanError, KVCapacityError, LivelockError, TraceFormatError
 
 _INF = float("inf")
+_NO_IDS = np.zeros(0, np.int64)
+STAGE_ROWS = 256  # requests a segment stages ahead of the clock
+SEGMENT_DECISIONS = 4096  # default decision cap of one segment call
+_FREE, _COUNTERS = int(Reg.FREE), slice(int(Reg.ADMIT_SEQ), int(Reg.N_WAITING) + 1)  # register slots a call sets
+_LIMITS = slice(int(Reg.MAX_DECISIONS), int(segment.N_INPUTS))
 __all__ = ["Engine", "EngineConfig", "StepResult"]
 
 
@@ -60,7 +70,7 @@ class Engine:
         self._running: dict[int, None] = {}
         self._running_cache: IntArray | None = None
         self.admit_counter = 0
-        self.stamp = 0
+        self._stamp = 0
         self._idle_streak = 0
         self._unfinished = 0
         self.n_waiting = 0
@@ -71,6 +81,13 @@ class Engine:
         self._pull()
         self._view = EngineView(self)
         self._cost: CompiledCost | None = getattr(runner, "compiled_cost", None) if config.compiled else None
+        # Compiled steps need the compiled cost; per-token times are recorded by the classic path only.
+        self._fused = self._cost is not None and not config.recorder.token_times
+        self._reg0, self._clock0 = np.zeros(len(Reg), dtype=np.int64), np.zeros(len(segment.Clock))
+        p = self.pool
+        self._reg0[: Reg.ADMIT_SEQ] = p.free, p.total, p.block_size, self.prompt_allocation, p.watermark_blocks
+        self._reg0[Reg.REPEAT] = UNBOUNDED_REPEAT if config.fast_forward else 1
+        self._reg0[Reg.FULL_RESTART] = config.restart_mode == "full"
 
     # ---- arrivals ------------------------------------------------------------------------
     @property
@@ -131,11 +148,11 @@ class Engine:
     def _check_fits(self, rid: int) -> None:
         t, pool = self.table, self.pool
         usable = pool.total - pool.watermark_blocks
-        status, need, admit = kernels.arrival_fit(t.prompt[rid], t.target[rid], pool.block_size, pool.total, usable)
-        if status == kernels.NEVER_FITS:
+        status, need, admit = rules.arrival_fit(t.prompt[rid], t.target[rid], pool.block_size, pool.total, usable)
+        if status == rules.NEVER_FITS:
             reason = f"can never fit: needs {need} KV blocks at completion, pool has {pool.total}"
             self._reject(rid, reason, at=float(t.arrival[rid]))
-        elif status == kernels.PROMPT_ABOVE_WATERMARK:
+        elif status == rules.PROMPT_ABOVE_WATERMARK:
             reason = f"prompt needs {admit} KV blocks, more than the {usable} usable above the watermark"
             self._reject(rid, reason, at=float(t.arrival[rid]))
 
@@ -176,9 +193,9 @@ class Engine:
             self._running_cache = cache
         return self._running_cache
 
-    # ---- one decision --------------------------------------------------------------------
+    # ---- one decision: check → run → commit → book ---------------------------------------
     def step(self, plan: BatchPlan, *, keep_events: bool = False) -> StepResult:
-        """Validate and execute ``plan``; see the module docstring.
+        """Check, run and commit ``plan``; see the module docstring.
 
         Args:
             plan: The decision.
@@ -197,34 +214,74 @@ class Engine:
         try:
             return self._step(plan)
         except (InvalidPlanError, KVCapacityError):
-            self.decisions -= 1
             self.arrival_mark = mark
             self.events_finished = finished + self.events_finished
             self.events_evicted = evicted + self.events_evicted
             raise
 
     def _step(self, plan: BatchPlan) -> StepResult:
-        self.decisions += 1
         t0 = self.now
         for rid, reason in plan.reject:
             self._apply_reject(rid, reason)
+        repeat = plan.repeat if self.config.fast_forward and self.runner.supports_stretch else 1
+        if self._fused and plan.ids.size:
+            fused = self._fused_step(plan, repeat, t0)
+            if fused is not None:
+                return fused
         evicted = self._apply_preempt(plan) if plan.preempt else []
         if plan.ids.size == 0:
             return self._idle(plan, t0, tuple(evicted))
-        repeat = plan.repeat if self.config.fast_forward and self.runner.supports_stretch else 1
-        if self._cost is not None:
-            fast = fused_step(self, self._cost, plan, repeat)
-            if fast is not None:
-                return self._finish(t0, fast.ends, fast.n_decodes, fast.tokens, fast.commit, tuple(evicted))
-        prep = prepare(self, plan.ids, plan.tokens, repeat)
-        if prep.need1 > self.pool.free:
-            prep, repaired = self._fit(prep, repeat)
+        ids, n = plan.ids, plan.tokens
+        checked = self._check(ids, n, repeat)
+        if checked.err == check.ERR_SHORT:
+            ids, n, checked, repaired = self._fit(ids, n, checked, repeat)
             evicted += repaired
-            if prep.work.ids.size == 0:
+            if ids.size == 0:
                 return self._idle(plan, t0, tuple(evicted))
-        return self._execute(plan, prep, t0, tuple(evicted))
+        arrival = self.next_arrival_time if plan.arrival_sensitive else None
+        wake = _INF if plan.wake_at is None else plan.wake_at
+        work = work_of(ids, n, checked)
+        ends = runner_ends(self.runner, work, checked.k, t0, _INF if arrival is None else arrival, wake)
+        t = self.table
+        bs, alloc = self.pool.block_size, self.prompt_allocation
+        done = commit.commit(ids, n, checked.is_dec, ends, t0, bs, alloc, self.admit_counter, t.ints, t.floats, t.state)
+        self._book(commit.outcome_of(done, t0, ends, checked.tokens, checked.n_dec, self.pool.free, self.pool.total))
+        if self.recorder.config.token_times:  # recorded by this path only (compiled paths are off then)
+            commit.record_token_times(self.recorder, ends, done.emit_rows, done.emit_counts)
+        finished = tuple(done.finished.tolist())
+        return StepResult(t0, self.now, ends.size, checked.tokens * ends.size, done.emitted, finished, tuple(evicted))
+
+    def _fused_step(self, plan: BatchPlan, repeat: int, t0: float) -> StepResult | None:
+        """``plan`` as one compiled call (check, evictions, cost, commit); ``None``: the classic path must take it."""
+        victims = np.array(plan.preempt, dtype=np.int64) if plan.preempt else _NO_IDS
+        wake = _INF if plan.wake_at is None else plan.wake_at
+        given = (plan.ids, plan.tokens, victims, repeat, plan.arrival_sensitive, wake)
+        cost, t = self._cost, self.table
+        assert cost is not None
+        reg, clock = self._registers(1, UNBOUNDED_REPEAT, 0, 0, False), self._clock(_INF, _INF)
+        raw = segment.step_kernel(
+            (t.ints, t.floats, t.state), self.running_ids(), reg, clock, cost.form, cost.coef, given
+        )
+        res = segment.unpack(raw, single=True)
+        self._stamp, out = res.stamp, res.outcome
+        if out.decisions == 0:
+            return None
+        self._book(out)
+        tokens, finished = int(out.log[0, 3] + out.log[0, 4]), tuple(out.finished.tolist())
+        return StepResult(t0, self.now, out.iterations, tokens, out.emitted, finished, plan.preempt)
+
+    def _check(self, ids: IntArray, n: IntArray, repeat: int) -> Checked:
+        """Check ``{ids: n}`` (raising :class:`InvalidPlanError`); a KV shortfall is returned, not raised."""
+        t = self.table
+        self._stamp += 1
+        bs, alloc = self.pool.block_size, self.prompt_allocation
+        out: Checked = check.check(ids, n, repeat, t.ints, t.state, t.n, self._stamp, bs, alloc, self.pool.free)
+        if out.err not in (check.OK, check.ERR_SHORT):
+            raise check.plan_error(t, out.err, int(ids[out.row]), int(n[out.row]))
+        return out
 
     def _idle(self, plan: BatchPlan, t0: float, evicted: tuple[int, ...]) -> StepResult:
+        self.decisions += 1
         if evicted or plan.reject:
             self._count_idle()
             return StepResult(t0, t0, 0, 0, 0, (), evicted)
@@ -256,7 +313,8 @@ class Engine:
 
     # ---- rejections and preemptions ------------------------------------------------------
     def _apply_reject(self, rid: int, reason: str) -> None:
-        self._check_id(rid, "reject")
+        if not 0 <= rid < self.table.n:
+            raise InvalidPlanError(f"rule 'reject known requests': id {rid} has not arrived (0..{self.table.n - 1})")
         if self.table.state[rid] != WAITING:
             state = STATE_NAMES[int(self.table.state[rid])]
             raise InvalidPlanError(f"rule 'reject only waiting requests': request {rid} is {state}")
@@ -267,32 +325,15 @@ class Engine:
         victims = list(plan.preempt)
         arr = np.array(victims, dtype=np.int64)
         t = self.table
-        self.stamp += 1
-        if kernels.valid_victims(arr, plan.ids, t.n, t.mark, self.stamp, t.state):
-            self._evict(victims, arr)
-            return victims
-        self._explain_preempt(plan, victims)  # raises the rule the plan breaks
+        self._stamp += 1
+        if not check.valid_victims(arr, plan.ids, t.n, t.mark, self._stamp, t.state):
+            raise check.victims_error(t, victims, plan.ids)
+        self._evict(victims, arr)
         return victims
 
-    def _explain_preempt(self, plan: BatchPlan, victims: list[int]) -> None:
-        if len(set(victims)) != len(victims):
-            raise InvalidPlanError(f"rule 'preempt each request once': duplicates in {victims}")
-        in_plan = set(victims).intersection(plan.ids.tolist())
-        if in_plan:
-            raise InvalidPlanError(f"rule 'no request both preempted and run': {sorted(in_plan)}")
-        for rid in victims:
-            self._check_id(rid, "preempt")
-            if self.table.state[rid] != RUNNING:
-                state = STATE_NAMES[int(self.table.state[rid])]
-                raise InvalidPlanError(f"rule 'preempt only running requests': request {rid} is {state}")
-        raise AssertionError(f"preempt {victims}: the compiled check and its explanation disagree")
-
-    def _evict(self, victims: list[int], arr: IntArray | None = None) -> None:
+    def _evict(self, victims: list[int], arr: IntArray) -> None:
         t = self.table
-        if arr is None:
-            arr = np.asarray(victims, dtype=np.int64)
-        full = self.config.restart_mode == "full"
-        freed = kernels.evict(arr, full, t.state, t.blocks, t.computed, t.generated, t.wasted, t.preemptions)
+        freed = commit.evict(arr, self.config.restart_mode == "full", t.ints, t.state)
         self.pool.release(int(freed))
         self.n_waiting += len(victims)
         for rid in victims:
@@ -300,93 +341,163 @@ class Engine:
         self._running_cache = None
         self.runner.release(arr)
 
-    def _check_id(self, rid: int, what: str) -> None:
-        if not 0 <= rid < self.table.n:
-            raise InvalidPlanError(f"rule '{what} known requests': id {rid} has not arrived (0..{self.table.n - 1})")
-
     # ---- KV fit --------------------------------------------------------------------------
     def blocks_needed(self, ids: IntArray, n: IntArray, k: int = 1) -> IntArray:
         """New blocks each row needs after ``k`` repetitions (admission reservation included)."""
         t = self.table
-        out: IntArray = kernels.blocks_needed(
-            ids, n, k, t.state, t.prompt, t.generated, t.computed, t.blocks, self.pool.block_size,
-            self.prompt_allocation,
-        )  # fmt: skip
+        out: IntArray = check.blocks_needed(ids, n, k, t.ints, t.state, self.pool.block_size, self.prompt_allocation)
         return out
 
-    def _fit(self, prep: Prepared, repeat: int) -> tuple[Prepared, list[int]]:
-        ids, n = prep.work.ids, prep.work.n_tokens
+    def _fit(
+        self, ids: IntArray, n: IntArray, checked: Checked, repeat: int
+    ) -> tuple[IntArray, IntArray, Checked, list[int]]:
+        """Repair a KV shortfall by evicting the newest running requests (``overflow="evict_newest"``), or raise."""
         if self.config.overflow == "error":
             worst = int(ids[np.argmax(self.blocks_needed(ids, n))])
             raise KVCapacityError(
-                f"rule 'KV blocks available': the plan needs {prep.need1} new blocks but {self.pool.free} are free "
-                f"(shortfall {prep.need1 - self.pool.free}; largest request {worst}); preempt or schedule less"
+                f"rule 'KV blocks available': the plan needs {checked.need1} new blocks but {self.pool.free} are "
+                f"free (shortfall {checked.need1 - self.pool.free}; largest request {worst}); preempt or schedule less"
             )
         t = self.table
         order = sorted(self._running, key=lambda r: (t.admit_seq[r], r))
         victims: list[int] = []
-        while prep.need1 > self.pool.free:
+        while checked.err == check.ERR_SHORT:
             if not order:
                 raise KVCapacityError(
                     f"rule 'KV blocks available': even after evicting every running request the plan needs "
-                    f"{prep.need1} blocks, {self.pool.free} free"
+                    f"{checked.need1} blocks, {self.pool.free} free"
                 )
             victim = order.pop()
-            self._evict([victim])
+            self._evict([victim], np.array([victim], dtype=np.int64))
             victims.append(victim)
             keep = ids != victim
             ids, n = ids[keep], n[keep]
-            prep = prepare(self, ids, n, repeat)
+            checked = self._check(ids, n, repeat)
         self.events_evicted.extend(victims)
-        return prep, victims
+        return ids, n, checked, victims
 
-    # ---- execution -----------------------------------------------------------------------
-    def _execute(self, plan: BatchPlan, prep: Prepared, t0: float, evicted: tuple[int, ...]) -> StepResult:
-        ends = run_iterations(self, plan, prep)
-        out = commit_iterations(self, prep.work, ends)
-        return self._finish(t0, ends, prep.work.summary.n_decodes, prep.tokens, out, evicted)
+    # ---- compiled segments ---------------------------------------------------------------
+    def run_segment(
+        self,
+        kernel: Callable[..., Segment],
+        params: object,
+        *,
+        waiting: IntArray = _NO_IDS,
+        more_waiting: bool = False,
+        stop: int = 0,
+        max_decisions: int = SEGMENT_DECISIONS,
+        max_iterations: int = UNBOUNDED_REPEAT,
+        requeue: int = segment.REQUEUE_FRONT,
+    ) -> Unpacked:
+        """Run a segment kernel (:func:`llmsched_gym.core.segment.specialize`) and book what it did.
 
-    def _finish(
-        self, t0: float, ends: FloatArray, n_dec: int, tokens: int, out: CommitOutcome, evicted: tuple[int, ...]
-    ) -> StepResult:
-        """Book a committed stretch: KV, running set, events, clock, iteration log and samples."""
-        k = ends.size
-        pool = self.pool
-        pool.free += out.freed_blocks - out.new_blocks
-        finished = self._book_running(out.admitted, out.finished)
-        last = ends[-2:].tolist()
-        now = self.now = last[-1]
-        self.last_duration = now - (last[0] if k > 1 else t0)
-        rec = self.recorder
-        if rec.config.iterations:
-            rec.iterations.append((t0, now - t0, k, (tokens - n_dec) * k, n_dec * k, pool.total - pool.free))
-        self.iterations += k
-        self.busy_time += now - t0
+        Args:
+            kernel: The segment kernel of a plan function.
+            params: The plan function's parameters.
+            waiting: The waiting queue the plan function sees, in queue order.
+            more_waiting: ``waiting`` is only the head of the queue (arrivals then stay out of it).
+            stop: ``EV_*`` bits of the events that end the segment after the decision they happen in.
+            max_decisions: Decision cap.
+            max_iterations: Iteration cap (stretches are cut to it).
+            requeue: ``REQUEUE_FRONT``: evicted requests re-enter the queue at its front; ``REQUEUE_ARRIVAL``: the
+                queue is every waiting request in arrival order (``waiting`` is not needed).
+
+        Needs a compiled cost model (:attr:`compiled_cost`).
+        """
+        cost, t, rec = self._cost, self.table, self.recorder
+        if cost is None:
+            raise RuntimeError("Engine.run_segment needs a runner with a compiled cost model (compiled_cost)")
+        self.stage(STAGE_ROWS)
+        until, dt = self.stage_horizon, _INF if rec.config.sample_dt is None else rec.config.sample_dt
+        if self._max_client > 0 or t.client[t.n : t.rows].any():  # per-client series: Python samples
+            until, dt = min(until, rec.next_sample), _INF
+        reg = self._registers(max_decisions, max_iterations, stop, requeue, more_waiting)
+        view = self._view
+        view._refresh()
+        table, ro, clock = (t.ints, t.floats, t.state), (view.ints, view.floats, view.state), self._clock(until, dt)
+        raw = kernel(table, ro, self.running_ids(), waiting, reg, clock, cost.form, cost.coef, params)
+        res = segment.unpack(raw)
+        self._stamp = res.stamp
+        self._take_staged(res.n_arrived)
+        if res.outcome.decisions:  # decisions no decider saw: the next view reports their events
+            self.arrival_mark, self.events_finished, self.events_evicted = t.n, [], []
+            self._book(res.outcome)
+        return res
+
+    def _registers(self, max_decisions: int, max_iterations: int, stop: int, requeue: int, more: bool) -> IntArray:
+        """The integer registers a kernel starts from (:data:`~llmsched_gym.core.segment.Reg`)."""
+        reg = self._reg0.copy()  # the pool, the allocation and restart modes and the stretch cap are fixed
+        t = self.table
+        reg[_FREE] = self.pool.free
+        reg[_COUNTERS] = self.admit_counter, self._stamp, t.n, t.rows, self.n_waiting
+        reg[_LIMITS] = max_decisions, max_iterations, stop, requeue, more
+        return reg
+
+    def _clock(self, until: float, sample_dt: float) -> FloatArray:
+        """The float registers a kernel starts from (:data:`~llmsched_gym.core.segment.Clock`)."""
+        clock = self._clock0.copy()
+        clock[:5] = self.now, until, self.stage_horizon, self.recorder.next_sample, sample_dt
+        return clock
+
+    def _take_staged(self, n_arrived: int) -> None:
+        """Book staged rows a segment took in as arrived (they passed the arrival check)."""
+        t = self.table
+        arrived = n_arrived - t.n
+        if arrived:
+            self._max_client = max(self._max_client, int(t.client[t.n : n_arrived].max()))
+            t.n = n_arrived
+            self._unfinished += arrived
+            self.n_waiting += arrived
+            self.arrival_mark = n_arrived
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+    def _book(self, out: Outcome) -> None:
+        """The one bookkeeping method: book committed decisions into the engine (every path calls it).
+
+        KV pool, running set and counters (from the event log, in order), events for the next view, clock,
+        iteration log, TBT samples, token times and the time series.
+        """
+        self.pool.free = out.free
+        self._apply_events(out)
+        self.decisions += out.decisions
+        self.iterations += out.iterations
+        self.busy_time += out.busy
+        self.now, self.last_duration = out.now, out.last_duration
         self._idle_streak = 0
-        if now >= rec.next_sample:
-            self._sample_until(now)
-        return StepResult(t0, now, k, tokens * k, out.emitted, finished, evicted)
+        rec = self.recorder
+        rec.add_tbt(out.gaps, out.gap_weights)
+        if rec.config.iterations:
+            rows = out.log.tolist()
+            rec.iterations.extend((a, d, int(k), int(p), int(c), int(u)) for a, d, k, p, c, u in rows)
+        if out.samples.size:
+            rec.samples.extend((s, int(u), int(w), int(r)) for s, u, w, r in out.samples.tolist())
+            rec.next_sample = out.next_sample
+        if self.now >= rec.next_sample:
+            self._sample_until(self.now)
 
-    def _book_running(self, admitted: IntArray, finished: IntArray) -> tuple[int, ...]:
-        """Admitted requests join the running set, finished ones leave it (and the runner); returns the finished."""
-        if admitted.size:
-            self.n_waiting -= admitted.size
-            self.admit_counter += admitted.size
+    def _apply_events(self, out: Outcome) -> None:
+        """Admissions, finishes and compiled evictions: the running set, the counters, the runner, the events."""
+        admitted, finished, evicted = out.admitted, out.finished, out.evicted
+        if out.running is not None:
+            self._running = dict.fromkeys(out.running.tolist())
+        else:  # one decision: its victims left first, then its rows were admitted, then some finished
             running = self._running
-            for rid in admitted.tolist():
-                running[rid] = None
+            for rid in evicted.tolist():
+                del running[rid]
+            running.update(dict.fromkeys(admitted.tolist()))
+            for rid in finished.tolist():
+                del running[rid]
+        if admitted.size or finished.size or evicted.size:
             self._running_cache = None
-        if not finished.size:
-            return ()
-        done = tuple(finished.tolist())
-        for rid in done:
-            del self._running[rid]
-        self._running_cache = None
-        self._unfinished -= len(done)
-        self.events_finished.extend(done)
-        self.runner.release(finished)
-        self.runner.forget(finished)
-        return done
+        self.n_waiting += evicted.size - admitted.size
+        self.admit_counter += admitted.size
+        self._unfinished -= finished.size
+        if finished.size:
+            self.events_finished.extend(finished.tolist())
+            self.runner.release(finished)
+            self.runner.forget(finished)
+        if evicted.size:
+            self.runner.release(evicted)
 
     # ---- sampling ------------------------------------------------------------------------
     def _sample_until(self, now: float) -> None:

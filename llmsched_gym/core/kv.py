@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from llmsched_gym.core.rules import blocks_for
 from llmsched_gym.errors import KVCapacityError
 
 
@@ -71,7 +72,7 @@ class BlockPool:
 
     def blocks_for(self, tokens: int) -> int:
         """Blocks needed to hold ``tokens`` KV slots."""
-        return -(-tokens // self.block_size)
+        return int(blocks_for.py_func(tokens, self.block_size))
 
     def can_allocate(self, blocks: int, *, respect_watermark: bool = False) -> bool:
         """Whether ``blocks`` more blocks fit (side-effect free)."""

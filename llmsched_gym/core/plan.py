@@ -10,6 +10,9 @@ import numpy as np
 
 from llmsched_gym.core.batch import IntArray
 
+UNBOUNDED_REPEAT = 1 << 30
+"""``BatchPlan.repeat`` for "repeat until an event" (the engine fast-forwards up to the first event)."""
+
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY.flags.writeable = False
 
@@ -31,7 +34,8 @@ class BatchPlan:
         reject: ``(request_id, reason)`` pairs of waiting requests to reject.
         wake_at: For an idle plan, the latest time the scheduler wants to be asked again.
         repeat: The scheduler promises to return this same plan (decodes again, prefill chunks of
-            the same size) for up to ``repeat`` iterations as long as no event occurs (a request
+            the same size) for up to ``repeat`` iterations (:data:`UNBOUNDED_REPEAT`: no bound) as long as no event
+            occurs (a request
             finishes or completes its prefill, a KV allocation would fail, ``wake_at`` passes, or,
             when ``arrival_sensitive``, a request arrives). The engine may then fast-forward.
         arrival_sensitive: Whether an arrival during a repeated stretch could change the plan.

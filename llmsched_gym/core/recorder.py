@@ -38,9 +38,7 @@ class Recorder:
 
     def __init__(self, config: RecorderConfig) -> None:
         self.config = config
-        self.tbt_values: list[FloatArray] = []
-        self.tbt_weights: list[int] = []
-        self._weighted: list[tuple[FloatArray, FloatArray]] = []
+        self._tbt: list[tuple[FloatArray, FloatArray]] = []
         self.iterations: list[tuple[float, float, int, int, int, int]] = []
         self.samples: list[tuple[float, int, int, int]] = []
         self.client_service: list[np.ndarray] = []
@@ -48,24 +46,13 @@ class Recorder:
         self.token_times: dict[int, list[float]] = {}
         self.next_sample = 0.0 if config.sample_dt is not None else float("inf")
 
-    def add_tbt(self, values: FloatArray, weight: int = 1) -> None:
-        """Record TBT gaps, each counted ``weight`` times."""
-        if values.size and weight > 0:
-            self.tbt_values.append(values)
-            self.tbt_weights.append(weight)
-
-    def add_tbt_weighted(self, values: FloatArray, weights: FloatArray) -> None:
-        """Record TBT gaps with a weight each (two aligned arrays)."""
+    def add_tbt(self, values: FloatArray, weights: FloatArray) -> None:
+        """Record TBT gaps, each counted ``weights[i]`` times (two aligned arrays)."""
         if values.size:
-            self._weighted.append((values, weights))
+            self._tbt.append((values, weights))
 
     def tbt_samples(self) -> tuple[FloatArray, FloatArray]:
         """All recorded gaps and their weights, as two aligned arrays."""
-        if not self.tbt_values and not self._weighted:
+        if not self._tbt:
             return np.zeros(0), np.zeros(0)
-        sizes = [v.size for v in self.tbt_values]
-        values = np.concatenate([*self.tbt_values, *(v for v, _ in self._weighted)])
-        weights = np.concatenate(
-            [np.repeat(np.asarray(self.tbt_weights, dtype=np.float64), sizes), *(w for _, w in self._weighted)]
-        )
-        return values, weights
+        return np.concatenate([v for v, _ in self._tbt]), np.concatenate([w for _, w in self._tbt])

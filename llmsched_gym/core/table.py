@@ -1,26 +1,44 @@
 """Structure-of-arrays table of every request the engine has seen.
 
-Row ``i`` is the request with engine id ``i`` (ids are dense, in arrival order). Columns are numpy
-arrays with spare capacity that doubles as requests stream in; the engine mutates them in place and
-exposes read-only views to schedulers.
+Row ``i`` is the request with engine id ``i`` (ids are dense, in arrival order). The integer and float
+columns are the rows of two 2-D arrays (``RequestTable.ints`` and ``.floats``, indexed by :class:`IntCol` and
+:class:`FloatCol`) plus the ``state`` column, so compiled code takes the whole table as three arguments
+(numba's per-call cost grows with every array passed). Capacity doubles as requests stream in; the engine
+mutates the table in place and exposes read-only views to schedulers.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 
 from llmsched_gym.core.request import Request
+from llmsched_gym.core.rules import FINISHED, REJECTED, RUNNING, STATE_NAMES, WAITING
 
-WAITING = 1
-RUNNING = 2
-FINISHED = 3
-REJECTED = 4
-STATE_NAMES = {0: "unknown", WAITING: "waiting", RUNNING: "running", FINISHED: "finished", REJECTED: "rejected"}
+__all__ = ["FINISHED", "REJECTED", "RUNNING", "STATE_NAMES", "WAITING", "FloatCol", "IntCol", "RequestTable"]
 
 _NAN = float("nan")
 _INF = float("inf")
 
-# name, dtype, fill value
+
+# Rows of ``RequestTable.ints`` (int64 columns; MARK is engine scratch that detects duplicate ids in a plan) and of
+# ``RequestTable.floats``: compiled code reads ``ints[IntCol.PROMPT, rid]``.
+IntCol = IntEnum(
+    "IntCol",
+    "EXT_ID PROMPT OUTPUT TARGET MAX_TOKENS PREDICTED CLIENT TYPE_LABEL SLO_CLASS COMPUTED GENERATED EMITTED "
+    "PROMPT_DONE BLOCKS ADMIT_SEQ PREEMPTIONS WASTED TBT_N TBT_VIOL MARK",
+    start=0,
+)
+FloatCol = IntEnum(
+    "FloatCol",
+    "ARRIVAL WEIGHT SLO_TTFT SLO_TBT ADMIT_TIME FIRST_SCHED FIRST_TOKEN LAST_TOKEN FINISH TBT_MAX TBT_SUM",
+    start=0,
+)
+INT_COLUMNS = tuple(c.name.lower() for c in IntCol)
+FLOAT_COLUMNS = tuple(c.name.lower() for c in FloatCol)
+
+# The result columns in result order: name, dtype, fill value.
 COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("ext_id", np.int64, -1),
     ("arrival", np.float64, _NAN),
@@ -55,12 +73,11 @@ COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("tbt_viol", np.int64, 0),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
-# Scratch columns of the engine (not part of results): ``mark`` detects duplicate ids in a plan.
-_INTERNAL: tuple[tuple[str, type, float], ...] = (("mark", np.int64, -1),)
-# Integer and float columns are the rows of two 2-D arrays (``RequestTable.ints`` / ``.floats``), so compiled code
-# can take the whole table as three arguments (numba's per-call cost grows with the number of arrays passed).
-INT_COLUMNS = tuple(name for name, dtype, _ in COLUMNS + _INTERNAL if dtype is np.int64)
-FLOAT_COLUMNS = tuple(name for name, dtype, _ in COLUMNS if dtype is np.float64)
+_ALL = (*COLUMNS, ("mark", np.int64, -1))
+if {n for n, d, _ in _ALL if d is np.int64} != set(INT_COLUMNS) or {n for n, d, _ in _ALL if d is np.float64} != set(
+    FLOAT_COLUMNS
+):
+    raise ImportError("llmsched_gym.core.table: IntCol / FloatCol do not list the int64 / float64 columns")
 
 
 class RequestTable:
@@ -122,7 +139,7 @@ class RequestTable:
         self.ints: np.ndarray = np.empty((len(INT_COLUMNS), cap), dtype=np.int64)
         self.floats: np.ndarray = np.empty((len(FLOAT_COLUMNS), cap), dtype=np.float64)
         views = dict(zip(INT_COLUMNS, self.ints, strict=True)) | dict(zip(FLOAT_COLUMNS, self.floats, strict=True))
-        for name, dtype, fill in COLUMNS + _INTERNAL:
+        for name, dtype, fill in _ALL:
             new: np.ndarray = views[name] if name in views else np.empty(cap, dtype=dtype)
             new[self.rows :] = fill
             if old:

@@ -6,39 +6,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llmsched_gym.core import rules
 from llmsched_gym.core.batch import IntArray
-from llmsched_gym.core.table import RUNNING, WAITING
+from llmsched_gym.core.rules import RUNNING, WAITING
+from llmsched_gym.core.table import COLUMN_NAMES
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
-_RO_COLUMNS = (
-    "arrival",
-    "prompt",
-    "max_tokens",
-    "predicted",
-    "client",
-    "weight",
-    "type_label",
-    "slo_class",
-    "slo_ttft",
-    "slo_tbt",
-    "state",
-    "computed",
-    "generated",
-    "emitted",
-    "blocks",
-    "admit_time",
-    "admit_seq",
-    "first_sched",
-    "first_token",
-    "last_token",
-    "preemptions",
-    "prompt_done",
-    "finish",
-    "tbt_n",
-    "tbt_viol",
-)
+_pending = rules.pending.py_func
+_blocks_for = rules.blocks_for.py_func
+_admission_blocks = rules.admission_blocks.py_func
+_new_blocks = rules.new_blocks.py_func
+_HIDDEN = ("ext_id", "output", "target", "wasted", "tbt_max", "tbt_sum")  # not in the view (``target``: the oracle)
+_RO_COLUMNS = tuple(name for name in COLUMN_NAMES if name not in _HIDDEN)
 
 
 class EngineView:
@@ -57,6 +38,10 @@ class EngineView:
     ``last_token`` (times), ``preemptions``, ``prompt_done`` (prompt tokens computed at least once),
     ``finish`` (finish or rejection time), ``tbt_n``/``tbt_viol`` (token gaps so far and those above
     the request's TBT target).
+
+    ``ints`` and ``floats`` are the request table's two 2-D arrays (rows indexed by
+    :class:`~llmsched_gym.core.table.IntCol` / :class:`~llmsched_gym.core.table.FloatCol`), read-only, for
+    compiled policies (:mod:`llmsched_gym.core.segment`); they hold the oracle output length too.
 
     The true output length is not in the view: clairvoyant schedulers read it through
     :meth:`oracle_output_len`, which documents their clairvoyance.
@@ -90,6 +75,8 @@ class EngineView:
     finish: np.ndarray
     tbt_n: np.ndarray
     tbt_viol: np.ndarray
+    ints: np.ndarray
+    floats: np.ndarray
 
     def __init__(self, engine: Engine) -> None:
         self._e = engine
@@ -97,7 +84,7 @@ class EngineView:
 
     def _bind(self) -> None:
         t = self._e.table
-        for name in _RO_COLUMNS:
+        for name in (*_RO_COLUMNS, "ints", "floats"):
             arr = getattr(t, name).view()
             arr.flags.writeable = False
             setattr(self, name, arr)
@@ -132,6 +119,11 @@ class EngineView:
     def block_size(self) -> int:
         """Tokens per KV block."""
         return self._e.pool.block_size
+
+    @property
+    def prompt_allocation(self) -> bool:
+        """Whether admission reserves the whole (re-)prefill's blocks ("prompt" allocation mode)."""
+        return self._e.prompt_allocation
 
     @property
     def watermark_blocks(self) -> int:
@@ -204,12 +196,12 @@ class EngineView:
         """Tokens request ``rid`` must process before it emits its next token."""
         self._refresh()
         t = self._e.table
-        return int(t.prompt[rid] + t.generated[rid] - t.computed[rid])
+        return int(_pending(t.prompt[rid], t.generated[rid], t.computed[rid]))
 
     def pending_array(self, ids: IntArray) -> IntArray:
         """Vectorised :meth:`pending`."""
         t = self._e.table
-        out: IntArray = t.prompt[ids] + t.generated[ids] - t.computed[ids]
+        out: IntArray = _pending(t.prompt[ids], t.generated[ids], t.computed[ids])
         return out
 
     def is_running(self, rid: int) -> bool:
@@ -218,14 +210,21 @@ class EngineView:
 
     def blocks_for(self, tokens: int) -> int:
         """Blocks needed to hold ``tokens`` KV slots."""
-        return -(-tokens // self._e.pool.block_size)
+        return int(_blocks_for(tokens, self._e.pool.block_size))
+
+    def new_blocks(self, rid: int, tokens: int) -> int:
+        """New blocks the engine allocates when ``rid`` runs ``tokens`` tokens (admission reservation included)."""
+        t, e = self._e.table, self._e
+        reserve = e.prompt_allocation and t.state[rid] == WAITING
+        args = (t.computed[rid], tokens, 1, t.prompt[rid], t.generated[rid], t.blocks[rid], e.pool.block_size, reserve)
+        return int(_new_blocks(*args))
 
     def admission_blocks(self, rid: int) -> int:
         """New blocks the engine reserves when ``rid`` is admitted (prompt allocation mode), else 0."""
         if not self._e.prompt_allocation:
             return 0
         t = self._e.table
-        return max(0, self.blocks_for(int(t.prompt[rid] + t.generated[rid])) - int(t.blocks[rid]))
+        return int(_admission_blocks(t.prompt[rid], t.generated[rid], t.blocks[rid], self._e.pool.block_size))
 
     def oracle_output_len(self, rid: int) -> int:
         """The true number of tokens ``rid`` will generate. Reading it makes a scheduler clairvoyant."""

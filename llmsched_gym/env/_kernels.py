@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
-from llmsched_gym.core.kernels import _after_blocks
+from llmsched_gym.core.rules import new_blocks as _after_blocks
 
 _WAITING = 1
 _RUNNING = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import baselines._fused_sarathi as fused_sarathi
+import baselines.sarathi as sarathi_module
 from baselines.sarathi import SarathiServe
 from llmsched_gym.core.engine import Engine, EngineConfig
 from llmsched_gym.core.kv import KVConfig
@@ -74,14 +74,14 @@ def test_segments_match_the_python_path(ff, cost, blocks, max_num_seqs, clients,
 
 def test_segments_are_used_and_cover_most_decisions(monkeypatch):
     calls = []
-    original = fused_sarathi.segment
+    original = sarathi_module.SEGMENT
 
     def counting(*args):
         out = original(*args)
-        calls.append(out[1])
+        calls.append(out.decisions)
         return out
 
-    monkeypatch.setattr(fused_sarathi, "segment", counting)
+    monkeypatch.setattr(sarathi_module, "SEGMENT", counting)
     reqs = workload(3, 400, 1, rate=30.0)
     (fast, _), _ = simulate_both(reqs, blocks=2000, max_num_seqs=64, ff=True, sample_dt=1.0, cost="roofline")
     assert sum(calls) >= 0.95 * fast.decisions
