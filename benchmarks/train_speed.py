@@ -3,8 +3,9 @@
 Measured in one process run, on one task (default ``slo-goodput``), for PPO (the task's ``priority`` mode) and
 MaskablePPO (``knobs`` mode):
 
-* ``ours``: ``llmsched train``'s setup: ``n_envs`` environments over ``n_procs`` worker processes (policy inference
-  batched over all of them), the small MLP, ``n_steps=32``, ``batch_size=128``, ``n_epochs=8``, torch on one thread.
+* ``ours``: ``llmsched train``'s default setup (:class:`train.config.TrainArgs`, built by ``train.run``'s own
+  ``make_vec_env`` and ``build_model``): 16 environments over 2 worker processes (policy inference batched over all
+  of them), the small MLP, ``n_steps=64``, ``batch_size=128``, ``n_epochs=10``, torch on one thread.
 * ``sb3-defaults``: what a user gets from the SB3 quick start: one environment in a ``DummyVecEnv``, ``MlpPolicy``
   with its defaults (64x64, ``n_steps=2048``, ``batch_size=64``, ``n_epochs=10``), torch's default threads.
 
@@ -44,31 +45,35 @@ class Served(BaseCallback):
         return True
 
 
-def _model(algo: str, venv: Any, ours: bool) -> Any:
+def _ours(task: str, algo: str, mode: str, overrides: tuple[Any, ...]) -> tuple[Any, Any]:
+    """``llmsched train``'s model and environments (defaults of :class:`TrainArgs`, 2 worker processes)."""
+    from train.config import TrainArgs
+    from train.run import build_model, make_vec_env
+
+    args = TrainArgs(task=task, algo=algo, mode=mode, n_procs=2, tensorboard=False, wandb="disabled")
+    venv = make_vec_env(args)
+    if overrides:  # the env default events: rebuild the environments with the overrides
+        venv.close()
+        factory = TaskEnvFactory(task, "train", mode, None, overrides)
+        venv = VecNormalize(GroupedVecEnv([factory] * args.n_envs, n_procs=2, seed=0), norm_obs=False)
+    torch.set_num_threads(1)
+    return build_model(args, venv), venv
+
+
+def _defaults(task: str, algo: str, mode: str, overrides: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The SB3 quick start: one environment in a DummyVecEnv, MlpPolicy with SB3's defaults."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    venv = VecNormalize(DummyVecEnv([TaskEnvFactory(task, "train", mode, None, overrides)]), norm_obs=False)
     if algo == "maskable_ppo":
-        from sb3_contrib import MaskablePPO as Algo
-    else:
-        Algo = PPO
-    if not ours:
-        return Algo("MlpPolicy", venv, seed=0, device="cpu")
-    kwargs = {"n_steps": 32, "batch_size": 128, "n_epochs": 8, "learning_rate": 1e-3, "gamma": 0.99}
-    policy_kwargs: dict[str, Any] = {"net_arch": [64, 64]}
-    if algo == "ppo":
-        policy_kwargs["log_std_init"] = -1.0
-    return Algo("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO("MlpPolicy", venv, seed=0, device="cpu"), venv
+    return PPO("MlpPolicy", venv, seed=0, device="cpu"), venv
 
 
 def measure(task: str, algo: str, mode: str, ours: bool, decisions: int, overrides: tuple[Any, ...]) -> dict[str, Any]:
     """Train ``decisions`` decisions with one configuration; returns its rates."""
-    factory = TaskEnvFactory(task, "train", mode, "ttft" if task.endswith("goodput") else None, overrides)
-    if ours:
-        torch.set_num_threads(1)
-        venv: Any = GroupedVecEnv([factory] * 16, n_procs=2, seed=0)
-    else:
-        torch.set_num_threads(os.cpu_count() or 1)
-        venv = DummyVecEnv([factory])
-    venv = VecNormalize(venv, norm_obs=False, norm_reward=True)
-    model = _model(algo, venv, ours)
+    model, venv = (_ours if ours else _defaults)(task, algo, mode, overrides)
     model.learn(model.n_steps * venv.num_envs)  # warm-up: compile, start workers, first update
     served = Served()
     t0 = time.perf_counter()

@@ -19,6 +19,8 @@ from llmsched_gym.workloads.registry import trace_search_dirs
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 Q = ["--no-progress"]
+TINY_TRAIN = ["--total-decisions", "32", "--n-envs", "2", "--n-procs", "0", "--n-steps", "16", "--batch-size", "16",
+              "--eval-every", "1000000", "--eval-episodes", "1", "--no-wandb"]  # fmt: skip
 
 SMALL: dict[str, list[str]] = {
     "llmsched simulate": ["--n-requests", "50", *Q],
@@ -43,6 +45,14 @@ SMALL: dict[str, list[str]] = {
     "--out-dir out/": ["--n-requests", "30", *Q],
     "python -m reproductions.sarathi --quick": [],
     "llmsched live --help": [],
+    "llmsched tasks": [],
+    "llmsched train slo-goodput --out runs": [*TINY_TRAIN, "--no-progress"],
+    "llmsched evaluate bursty-goodput --policy policies/bursty-goodput-priority-s0.onnx --out results/": [
+        "--episodes", "2", "--no-sampled", "--baselines", "vllm-v1,sarathi-spf",
+    ],  # fmt: skip
+    "llmsched simulate --scheduler policy:policies/bursty-goodput-priority-s0.onnx --workload sharegpt --rate 4": [
+        "--n-requests", "40", *Q,
+    ],  # fmt: skip
 }  # fmt: skip
 """README command -> arguments appended in CI (argparse keeps the last value of a repeated option)."""
 
@@ -96,6 +106,9 @@ def test_readme_command_runs(
     if traces is None and any("sharegpt" in w or "shared/traces" in w for w in words):
         pytest.skip("needs the public traces folder (../shared/traces)")
     words = [str(traces / Path(w).name) if "shared/traces" in w and traces else w for w in words]
+    words = [re.sub(r"^(policy:)?policies/", lambda m: f"{m.group(1) or ''}{ROOT}/policies/", w) for w in words]
+    if words[1] in ("train", "evaluate", "export"):
+        pytest.importorskip("stable_baselines3")
     monkeypatch.chdir(tmp_path)
     if words[:2] == ["python", "-m"]:
         import importlib
