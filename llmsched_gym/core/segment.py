@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
 PLAN_OK, PLAN_PYTHON = 0, 1
+SEGMENT_DECISIONS = 4096  # default decision cap of one segment call
 STOP_LIMIT = 0  # a time limit (staging horizon, a sample due in multi-client runs), a cap, or the record is full
 STOP_EVENT = 1  # an event of the stop mask happened (see ``events``)
 STOP_PYTHON = 2  # the plan function returned PLAN_PYTHON
@@ -606,9 +607,12 @@ def hold(
     t = engine.table
     n0, parts, iterations = t.n, [], 0
     requeue, queue = (REQUEUE_ARRIVAL, _NO_IDS) if waiting is None else (REQUEUE_FRONT, waiting)
+    single = False  # a per-client sample is due before the next decision: run that decision alone
     while True:
-        left = max_iterations - iterations
-        res = engine.run_segment(kernel, params, waiting=queue, stop=stop, max_iterations=left, requeue=requeue)
+        left, cap = max_iterations - iterations, 1 if single else SEGMENT_DECISIONS
+        res = engine.run_segment(
+            kernel, params, waiting=queue, stop=stop, max_decisions=cap, max_iterations=left, requeue=requeue
+        )
         parts.append(res.outcome)
         iterations += res.outcome.iterations
         queue = res.queue
@@ -617,8 +621,9 @@ def hold(
             engine.view()
             fresh = np.arange(n, t.n, dtype=np.int64)
             queue = np.concatenate((queue, fresh[t.state[n : t.n] == WAITING]))
-        elif res.status != STOP_LIMIT or iterations >= max_iterations:
+        elif res.status != STOP_LIMIT or iterations >= max_iterations or (single and not res.outcome.decisions):
             break
+        single = not res.outcome.decisions
     kinds = ("admitted", "finished", "evicted", "first_token")
     admitted, finished, evicted, first = (np.concatenate([getattr(p, k) for p in parts]) for k in kinds)
     decisions, arrived = sum(p.decisions for p in parts), range(n0, t.n)
