@@ -4,8 +4,9 @@
 holds the request table (its integer and float 2-D arrays and the state column), the running ids (admission
 order), the waiting queue (queue order: arrivals at the back, preempted requests at the front), the KV pool and
 the clock; it returns a :class:`~llmsched_gym.core.segment.PlanOutput` ``(status, ids, tokens, victims, repeat,
-arrival_sensitive, wake_at)``. ``params`` is :func:`pack_params`'s tuple. A plan with a rejection (a preempted request that grew past the pool above the
-watermark) is left to Python (``status = 1``). A test compares it with the Python rule on every decision.
+arrival_sensitive, wake_at)``. ``params`` is :func:`pack_params`'s tuple. A plan with a rejection (a preempted
+request that grew past the pool above the watermark) is left to Python (``status = 1``). A test compares it with
+the Python rule on every decision.
 """
 
 from __future__ import annotations

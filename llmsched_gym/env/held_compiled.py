@@ -73,9 +73,7 @@ def stop_mask(events: DecisionEvents) -> int:
 def can_compile(engine: Engine, decision: HeldDecision) -> bool:
     """Whether ``decision`` can be held in compiled code on ``engine``."""
     return (
-        type(decision) is RuleDecision
-        and engine.compiled_cost is not None
-        and not engine.recorder.config.token_times
+        type(decision) is RuleDecision and engine.compiled_cost is not None and not engine.recorder.config.token_times
     )
 
 

@@ -27,6 +27,7 @@ from llmsched_gym.env.service_gap import GapTracker
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
+
 class HeldCounts(NamedTuple):
     """What a compiled hold finished and preempted (:meth:`EpisodeTracker.book_hold`)."""
 
@@ -173,8 +174,10 @@ class EpisodeTracker:
         self.open = engine.unfinished
 
     def book_hold(self, t_start: float, rows: IntArray, tokens: int, emitted: int, held: HeldCounts) -> None:
-        """Book a compiled hold over ``[t_start, now]`` as :meth:`commit`, :meth:`record_finished` and
-        :meth:`close_segment` book its iterations one by one.
+        """Book a compiled hold over ``[t_start, now]``.
+
+        The same totals as :meth:`commit`, :meth:`record_finished` and :meth:`close_segment` booking its iterations
+        one by one.
 
         Args:
             t_start: Clock at the hold's start.
