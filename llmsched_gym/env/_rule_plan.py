@@ -220,7 +220,7 @@ def rule_plan_fn(inp, params):  # type: ignore[no-untyped-def]
     open_queue = (
         n_queue_left == 0 or ip[1] != FCFS or prio_ids.size > 0 or (weights.size > 0 and np.any(weights != 0.0))
     )
-    sensitive = open_queue and used < budget
+    sensitive = bool(open_queue and used < budget)
     return PlanOutput(PLAN_OK, ids[:n], tok[:n], victims, UNBOUNDED_REPEAT if stable else 1, sensitive, _INF)
 
 

@@ -131,7 +131,8 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
       are sane work-conserving schedulers (knobs: Sarathi-Serve; scores: serve all, decodes first); waiting
       requests outside the slots are admitted (lowest priority) and the slot fill order is configurable;
       ``encode_plan`` works whatever runs outside the slots; ``info["slo_classes"]``; SLO classes indexed in
-      the order given; optional potential-based shaping; the engine fast-forwards within a decision.
+      the order given; optional potential-based shaping; the engine fast-forwards within a decision; rule
+      decisions are held in compiled code (``compiled=True``; ``False``: the Python reference, same episodes).
     * v0: initial version (one iteration per step).
     """
 
@@ -254,7 +255,7 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         if self.version >= 1:
             decision = SchedulerHeld(self.player) if self.player is not None else self.decoder.decide(action, self.ctx)
             counts = self.hold_counts
-            if self.config.compiled and can_compile(engine, decision):
+            if self.config.compiled and can_compile(decision, engine):
                 event, whole = run_rule_held(engine, tracker, decision, self.config.events)
                 if whole:
                     counts.compiled += 1

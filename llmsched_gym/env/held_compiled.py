@@ -23,7 +23,7 @@ engine takes at the same times on both paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def stop_mask(events: DecisionEvents) -> int:
     return sum(bit for name, bit in _EVENT_BITS if getattr(events, name))
 
 
-def can_compile(engine: Engine, decision: HeldDecision) -> bool:
+def can_compile(decision: HeldDecision, engine: Engine) -> TypeGuard[RuleDecision]:
     """Whether ``decision`` can be held in compiled code on ``engine``."""
     return (
         type(decision) is RuleDecision and engine.compiled_cost is not None and not engine.recorder.config.token_times
