@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
 PLAN_OK, PLAN_PYTHON = 0, 1
+SEGMENT_DECISIONS = 4096  # default decision cap of one segment call
 STOP_LIMIT = 0  # a time limit (staging horizon, a sample due in multi-client runs), a cap, or the record is full
 STOP_EVENT = 1  # an event of the stop mask happened (see ``events``)
 STOP_PYTHON = 2  # the plan function returned PLAN_PYTHON
@@ -78,6 +79,7 @@ _N_REG = len(Reg)
 Clock = IntEnum("Clock", "NOW UNTIL HORIZON NEXT_SAMPLE SAMPLE_DT BUSY LAST_DURATION", start=0)
 _N_CLOCK = len(Clock)
 _NO_SAMPLES = np.zeros((0, 4))
+_NO_IDS = np.zeros(0, np.int64)
 
 
 class PlanInput(NamedTuple):
@@ -562,7 +564,9 @@ class Held(NamedTuple):
     any decision: an arrival ended the hold), ``STOP_LIMIT`` (the iteration or decision cap), or why the decision
     needs Python: ``STOP_PYTHON``, ``STOP_IDLE``, ``STOP_INVALID`` (``engine.step`` raises or repairs the plan).
     The ids the hold admitted, finished, evicted (the plan function's victims) and saw emit a first token are in
-    order; ``arrived`` are the ids taken in during the hold; ``now`` is the clock afterwards.
+    order; ``arrived`` are the ids taken in during the hold; ``now`` is the clock afterwards; ``queue`` the waiting
+    queue afterwards (queue order; arrivals due at ``now`` that the loop did not take in are not in it);
+    ``tokens`` / ``emitted`` the tokens processed and the output tokens delivered.
     """
 
     reason: int
@@ -575,30 +579,55 @@ class Held(NamedTuple):
     first_token: IntArray
     arrived: range
     now: float
+    queue: IntArray
+    tokens: int
+    emitted: int
 
 
-def hold(engine: Engine, kernel: Callable[..., Segment], params: Any, *, stop: int, max_iterations: int) -> Held:
+def hold(
+    engine: Engine,
+    kernel: Callable[..., Segment],
+    params: Any,
+    *,
+    stop: int,
+    max_iterations: int,
+    waiting: IntArray | None = None,
+) -> Held:
     """Hold one decision of a plan function until a decision event: the RL environment's step in compiled code.
 
     ``kernel = specialize(plan)`` is evaluated before every batch, waiting requests in arrival order (victims
-    return to their place). The hold ends after the first decision during which an event of ``stop`` (``EV_*``
-    bits) happens, after ``max_iterations`` iterations (a stretch is cut to the cap; with ``EV_ARRIVAL`` in
-    ``stop`` it is cut at the next arrival), or where the decision needs Python (:class:`Held`). It equals
-    repeating ``engine.step`` with the plan function's plans and stopping at the same events (tested). Needs a
-    runner with a compiled cost model.
+    return to their place), or, given ``waiting`` (every waiting request, in queue order), in that queue's order
+    (``REQUEUE_FRONT``: arrivals join its back, victims its front in the plan's order). The hold ends after the
+    first decision during which an event of ``stop`` (``EV_*`` bits) happens, after ``max_iterations`` iterations
+    (a stretch is cut to the cap; with ``EV_ARRIVAL`` in ``stop`` it is cut at the next arrival), or where the
+    decision needs Python (:class:`Held`). It equals repeating ``engine.step`` with the plan function's plans and
+    stopping at the same events (tested). Needs a runner with a compiled cost model.
     """
     engine.view()
-    n0, parts, iterations = engine.table.n, [], 0
+    t = engine.table
+    n0, parts, iterations = t.n, [], 0
+    requeue, queue = (REQUEUE_ARRIVAL, _NO_IDS) if waiting is None else (REQUEUE_FRONT, waiting)
+    single = False  # a per-client sample is due before the next decision: run that decision alone
     while True:
-        left = max_iterations - iterations
-        res = engine.run_segment(kernel, params, stop=stop, max_iterations=left, requeue=REQUEUE_ARRIVAL)
+        left, cap = max_iterations - iterations, 1 if single else SEGMENT_DECISIONS
+        res = engine.run_segment(
+            kernel, params, waiting=queue, stop=stop, max_decisions=cap, max_iterations=left, requeue=requeue
+        )
         parts.append(res.outcome)
         iterations += res.outcome.iterations
+        queue = res.queue
         if res.status == STOP_REJECT:  # the engine takes the arrival in and rejects it; the hold goes on
+            n = t.n
             engine.view()
-        elif res.status != STOP_LIMIT or iterations >= max_iterations:
+            fresh = np.arange(n, t.n, dtype=np.int64)
+            queue = np.concatenate((queue, fresh[t.state[n : t.n] == WAITING]))
+        elif res.status != STOP_LIMIT or iterations >= max_iterations or (single and not res.outcome.decisions):
             break
+        single = not res.outcome.decisions
     kinds = ("admitted", "finished", "evicted", "first_token")
     admitted, finished, evicted, first = (np.concatenate([getattr(p, k) for p in parts]) for k in kinds)
-    decisions, arrived = sum(p.decisions for p in parts), range(n0, engine.table.n)
-    return Held(res.status, res.events, decisions, iterations, admitted, finished, evicted, first, arrived, engine.now)
+    decisions, arrived = sum(p.decisions for p in parts), range(n0, t.n)
+    tokens = sum(int(p.log[:, 3].sum() + p.log[:, 4].sum()) for p in parts)
+    emitted = sum(p.emitted for p in parts)
+    head = (res.status, res.events, decisions, iterations, admitted, finished, evicted, first, arrived, engine.now)
+    return Held(*head, queue.copy(), tokens, emitted)

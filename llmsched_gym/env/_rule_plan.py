@@ -3,9 +3,10 @@
 ``rule_plan_fn(inp, params)`` follows the plan-function contract of the engine's compiled segment loop: ``inp``
 holds the request table (its integer and float 2-D arrays and the state column), the running ids (admission
 order), the waiting queue (queue order: arrivals at the back, preempted requests at the front), the KV pool and
-the clock; it returns ``(status, ids, tokens, victims, repeat, arrival_sensitive, wake_at)``. ``params`` is
-:func:`pack_params`'s tuple. A plan with a rejection (a preempted request that grew past the pool above the
-watermark) is left to Python (``status = 1``). A test compares it with the Python rule on every decision.
+the clock; it returns a :class:`~llmsched_gym.core.segment.PlanOutput` ``(status, ids, tokens, victims, repeat,
+arrival_sensitive, wake_at)``. ``params`` is :func:`pack_params`'s tuple. A plan with a rejection (a preempted
+request that grew past the pool above the watermark) is left to Python (``status = 1``). A test compares it with
+the Python rule on every decision.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
+from llmsched_gym.core.segment import PlanOutput
 from llmsched_gym.core.table import FLOAT_COLUMNS, INT_COLUMNS
 from llmsched_gym.env._rule_kernels import decode_pass, features, weigh
 from llmsched_gym.env.rule import ORDERINGS, UNBOUNDED_REPEAT, RuleParams
@@ -190,7 +192,7 @@ def rule_plan_fn(inp, params):  # type: ignore[no-untyped-def]
         for r in order:
             blocks = _admission_blocks(inp, r)
             if blocks > usable:
-                return PLAN_PYTHON, ids[:0], tok[:0], pre[:0], 1, True, _INF  # a rejection: Python decides
+                return PlanOutput(PLAN_PYTHON, ids[:0], tok[:0], pre[:0], 1, True, _INF)  # a rejection: Python
             chunk = min(i[PROMPT, r] + i[GENERATED, r] - i[COMPUTED, r], max(budget - used, 0))
             if chunk == 0 or active + 1 > max_seqs or free - blocks < inp.watermark:
                 break
@@ -213,13 +215,13 @@ def rule_plan_fn(inp, params):  # type: ignore[no-untyped-def]
         n, used, free = _fill_deferred(inp, dfr, ids, tok, n, used, budget, free)
     victims = np.sort(pre)
     if pre.size:
-        return PLAN_OK, ids[:n], tok[:n], victims, 1, True, _INF
+        return PlanOutput(PLAN_OK, ids[:n], tok[:n], victims, 1, True, _INF)
     stable = fp[0] < 0.0 and dfr.size == 0 and not (weights.size and np.any(weights != 0.0))
     open_queue = (
         n_queue_left == 0 or ip[1] != FCFS or prio_ids.size > 0 or (weights.size > 0 and np.any(weights != 0.0))
     )
-    sensitive = open_queue and used < budget
-    return PLAN_OK, ids[:n], tok[:n], victims, UNBOUNDED_REPEAT if stable else 1, sensitive, _INF
+    sensitive = bool(open_queue and used < budget)
+    return PlanOutput(PLAN_OK, ids[:n], tok[:n], victims, UNBOUNDED_REPEAT if stable else 1, sensitive, _INF)
 
 
 @njit(cache=True)

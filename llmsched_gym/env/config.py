@@ -95,6 +95,9 @@ class EnvConfig:
         hold_below: -v1 scores mode: a slot value ``<=`` this holds the request (above it: serve).
         defer_below: -v1 residual mode: a running decode whose slot value is ``<=`` this is deferred (it runs only
             with the budget left after prefills).
+        compiled: -v1: hold rule decisions (``residual``, ``priority``, ``knobs``) in compiled code
+            (:mod:`llmsched_gym.env.held_compiled`; same episodes, several times faster) whenever the cost model
+            has a compiled form; ``False``: the Python reference, one ``engine.step`` per iteration.
     """
 
     slots: int = 32
@@ -121,6 +124,7 @@ class EnvConfig:
     slot_order: str | None = None
     hold_below: float = -0.5
     defer_below: float = -0.5
+    compiled: bool = True
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value and a fix."""

@@ -19,6 +19,7 @@ from llmsched_gym.env.context import DecisionContext
 from llmsched_gym.env.decoders import make_decoder
 from llmsched_gym.env.episodes import Episode, episode_from_options
 from llmsched_gym.env.events import run_held, skip_idle
+from llmsched_gym.env.held_compiled import HoldCounts, can_compile, run_rule_held
 from llmsched_gym.env.observation import make_observation
 from llmsched_gym.env.player import SchedulerHeld
 from llmsched_gym.env.render import render_ansi, render_rgb
@@ -130,7 +131,8 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
       are sane work-conserving schedulers (knobs: Sarathi-Serve; scores: serve all, decodes first); waiting
       requests outside the slots are admitted (lowest priority) and the slot fill order is configurable;
       ``encode_plan`` works whatever runs outside the slots; ``info["slo_classes"]``; SLO classes indexed in
-      the order given; optional potential-based shaping; the engine fast-forwards within a decision.
+      the order given; optional potential-based shaping; the engine fast-forwards within a decision; rule
+      decisions are held in compiled code (``compiled=True``; ``False``: the Python reference, same episodes).
     * v0: initial version (one iteration per step).
     """
 
@@ -174,6 +176,8 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         self._wall = 0.0
         self._phi = 0.0
         self._info: dict[str, Any] = {}
+        self.hold_counts = HoldCounts()
+        """-v1: how the steps were held (compiled, handed back to Python, Python), over every episode."""
 
     def set_player(self, scheduler: Scheduler | None) -> None:
         """Let ``scheduler`` make every decision from the next ``reset`` on (``None``: the agent decides)."""
@@ -198,7 +202,8 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         while not engine.done and _nothing_to_decide(engine):
             engine.step(BatchPlan.idle())
         self.engine = engine
-        self.tracker = EpisodeTracker(engine, getattr(self.reward_fn, "window_s", None))
+        clients = max((r.client for r in episode.requests), default=0) + 1
+        self.tracker = EpisodeTracker(engine, getattr(self.reward_fn, "window_s", None), clients)
         if self.player is not None:
             self.player.reset(seed=seed)
         order = None
@@ -249,7 +254,16 @@ class LLMSchedEnv(gymnasium.Env[np.ndarray, Any]):
         """Run one decision: -v1 holds it until the next event, -v0 runs one iteration; returns the event."""
         if self.version >= 1:
             decision = SchedulerHeld(self.player) if self.player is not None else self.decoder.decide(action, self.ctx)
-            event = run_held(engine, tracker, decision, self.config.events)
+            counts = self.hold_counts
+            if self.config.compiled and can_compile(decision, engine):
+                event, whole = run_rule_held(engine, tracker, decision, self.config.events)
+                if whole:
+                    counts.compiled += 1
+                else:
+                    counts.handed_back += 1
+            else:
+                event = run_held(engine, tracker, decision, self.config.events)
+                counts.python += 1
             skip_idle(engine, tracker)
             return event
         plan = self.player.schedule(self.ctx.view) if self.player is not None else self.decoder.decode(action, self.ctx)

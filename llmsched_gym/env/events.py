@@ -8,7 +8,9 @@ runs engine iterations with it until the first enabled *decision event*:
 * ``completion`` — a request finished;
 * ``first_token`` — a request emitted its first token;
 * ``kv_shortfall`` — the held rule had to preempt (or the engine evicted) for lack of KV blocks;
-* ``max_iterations`` — the decision has held for this many iterations.
+* ``max_iterations`` — the decision has held for this many iterations (a fast-forward stretch is cut to the
+  cap, and stops at an arrival only where the plan or the ``arrival`` event asks for it, as in the compiled hold of
+  :mod:`llmsched_gym.env.held_compiled`: stretch boundaries decide what the engine's time-series samples see).
 
 The episode's end always ends the step. Every iteration is booked into the episode tracker, so the step's reward
 integrates the objective over the whole interval and the undiscounted return still equals the objective.
@@ -73,20 +75,23 @@ def _first_tokens(engine: Engine, ids: np.ndarray) -> np.ndarray:
     return np.isnan(engine.table.first_token[ids])
 
 
-def run_held(engine: Engine, tracker: EpisodeTracker, decision: HeldDecision, events: DecisionEvents) -> str:
+def run_held(
+    engine: Engine, tracker: EpisodeTracker, decision: HeldDecision, events: DecisionEvents, iterations: int = 0
+) -> str:
     """Run ``decision`` until the first enabled event (or the episode's end); returns the event's name.
 
     Every engine step is booked into ``tracker`` (tokens, service, finishes, the integral of requests in the
-    system), exactly as the -v0 step books its single iteration.
+    system), exactly as the -v0 step books its single iteration. ``iterations``: how many the decision has already
+    held (a compiled hold that handed the rest of the decision to Python).
     """
-    iterations = 0
     while True:
         view = engine.view()
         n_before = engine.table.n
         plan = decision.plan(view)
         cap = events.max_iterations - iterations
-        if plan.repeat > cap or (events.arrival and not plan.arrival_sensitive):
-            plan = dataclasses.replace(plan, repeat=min(plan.repeat, cap), arrival_sensitive=True)
+        sensitive = plan.arrival_sensitive or events.arrival  # a stretch is cut at an arrival only if it matters
+        if plan.repeat > cap or sensitive != plan.arrival_sensitive:
+            plan = dataclasses.replace(plan, repeat=min(plan.repeat, cap), arrival_sensitive=sensitive)
         fresh = _first_tokens(engine, plan.ids) if events.first_token and plan.ids.size else None
         t0 = engine.now
         res = engine.step(plan)

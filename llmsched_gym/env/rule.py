@@ -92,16 +92,21 @@ class RuleParams:
 class RuleQueue:
     """The FCFS waiting queue the rule keeps across iterations and decisions (Sarathi-Serve's ``WaitingQueue``).
 
-    Arrivals join at the back, the engine's overflow evictions and the rule's own preemptions at the front.
+    Arrivals join at the back, the engine's overflow evictions and the rule's own preemptions at the front. Each
+    arrival is taken in once (ids below :attr:`taken` are never appended again) and an eviction already queued is
+    not queued twice, so the queue stays right when a compiled hold hands it back (:meth:`adopt`).
     """
 
     def __init__(self) -> None:
         self.items: deque[int] = deque()
+        self.taken = 0
+        """Arrival ids below this have been taken in (queued, or seen as not waiting)."""
         self._synced: tuple[int, int, float, int] = (-1, -1, -1.0, -1)
 
     def clear(self) -> None:
         """Forget everything (a new episode)."""
         self.items.clear()
+        self.taken = 0
         self._synced = (-1, -1, -1.0, -1)
 
     def sync(self, view: EngineView) -> None:
@@ -111,11 +116,22 @@ class RuleQueue:
         if key == self._synced:
             return
         self._synced = key
-        for rid in reversed(view.evicted):
-            self.items.appendleft(rid)
-        if len(arrived):
+        evicted = view.evicted
+        if evicted:
+            queued = set(self.items)
+            for rid in reversed(evicted):
+                if rid not in queued:
+                    self.items.appendleft(rid)
+        if arrived.stop > self.taken:
             state = view.state
-            self.items.extend(r for r in arrived if state[r] == WAITING)
+            self.items.extend(r for r in range(max(arrived.start, self.taken), arrived.stop) if state[r] == WAITING)
+            self.taken = arrived.stop
+
+    def adopt(self, items: IntArray, taken: int) -> None:
+        """Replace the queue by ``items`` (queue order), every arrival below ``taken`` taken in (a compiled hold)."""
+        self.items = deque(items.tolist())
+        self.taken = taken
+        self._synced = (-1, -1, -1.0, -1)
 
     def push_front(self, ids: list[int]) -> None:
         """Put ``ids`` at the front, keeping their order."""

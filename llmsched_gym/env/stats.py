@@ -15,7 +15,7 @@ that interval into segments at the points where the environment reads the engine
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -26,6 +26,14 @@ from llmsched_gym.env.service_gap import GapTracker
 
 if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
+
+
+class HeldCounts(NamedTuple):
+    """What a compiled hold finished and preempted (:meth:`EpisodeTracker.book_hold`)."""
+
+    finished: tuple[int, ...]
+    preempted: int
+
 
 VTC_PROMPT_WEIGHT = 1.0
 VTC_OUTPUT_WEIGHT = 2.0
@@ -82,19 +90,23 @@ class EpisodeTracker:
     Args:
         engine: The episode's engine (read only).
         gap_window_s: Track the windowed service spread among backlogged clients with this window (``None``: off).
+        clients: Room for this many clients in :attr:`service` from the start: a held decision reads that array
+            while the tracker updates it, so it must not be reallocated mid-episode (give the episode's clients).
     """
 
-    def __init__(self, engine: Engine, gap_window_s: float | None = None) -> None:
+    def __init__(self, engine: Engine, gap_window_s: float | None = None, clients: int = 8) -> None:
         self.engine = engine
         self.gaps: GapTracker | None = None
         self.first_seen = np.zeros(64, dtype=np.bool_)
         self.on_time_open = 0
         self.seen = 0
         self.open = 0
+        self.first_open = 0
+        """Rows below this had ended (finished or rejected) at the last :meth:`close_interval`."""
         self.finished = 0
         self.slo_met = 0
-        self.service: FloatArray = np.zeros(8, dtype=np.float64)
-        self.present = np.zeros(8, dtype=np.bool_)
+        self.service: FloatArray = np.zeros(max(clients, 8), dtype=np.float64)
+        self.present = np.zeros(self.service.size, dtype=np.bool_)
         self.credited: FloatArray = np.zeros(64, dtype=np.float64)
         self.n_clients = 0
         self.service_total = 0.0
@@ -121,6 +133,32 @@ class EpisodeTracker:
             new = slice(self.seen, t.n)
             end = t.finish[new]  # NaN unless rejected on arrival (the engine dates that rejection)
             area += float(np.sum(np.where(np.isnan(end), now, np.minimum(end, now)) - t.arrival[new]))
+        self._close(area)
+
+    def close_interval(self, t_start: float) -> None:
+        """Account for ``[t_start, now]`` when the engine ran many iterations unseen (a compiled hold).
+
+        ``N(t)`` is integrated from every request's arrival and end (finish or rejection) clipped to the interval:
+        the same integral as :meth:`close_segment`'s per-iteration sum (finishes happen at iteration ends, arrivals
+        count from their arrival), summed in another order (equal to about 1e-15 relative).
+        """
+        engine = self.engine
+        engine.view()
+        t = engine.table
+        now, lo = engine.now, self.first_open
+        finish = t.finish[lo : t.n]
+        open_ = np.isnan(finish)
+        end = np.where(open_, now, np.minimum(finish, now))
+        area = float(np.sum(np.maximum(end - np.maximum(t.arrival[lo : t.n], t_start), 0.0)))
+        self.first_open = lo + int(np.argmax(open_)) if open_.any() else t.n  # rows below it have ended by now
+        self._close(area)
+
+    def _close(self, area: float) -> None:
+        """Book a segment's area and take in the rows that arrived in it (clients, per-row buffers)."""
+        engine = self.engine
+        t = engine.table
+        if t.n > self.seen:
+            new = slice(self.seen, t.n)
             self._add_clients(t.client[new])
             self.seen = t.n
             if t.n > self.credited.size:
@@ -129,11 +167,28 @@ class EpisodeTracker:
                 grow = np.zeros(max(t.n, 2 * self.first_seen.size) - self.first_seen.size, dtype=np.bool_)
                 self.first_seen = np.concatenate((self.first_seen, grow))
         self.stats.in_system_area += area
-        self.stats.t_end = now
+        self.stats.t_end = engine.now
         if self.gaps is not None:
             dt = engine.recorder.config.sample_dt or 0.0
             self.stats.gap_area += dt * sum(self.gaps.new_gaps())
         self.open = engine.unfinished
+
+    def book_hold(self, t_start: float, rows: IntArray, tokens: int, emitted: int, held: HeldCounts) -> None:
+        """Book a compiled hold over ``[t_start, now]``.
+
+        The same totals as :meth:`commit`, :meth:`record_finished` and :meth:`close_segment` booking its iterations
+        one by one.
+
+        Args:
+            t_start: Clock at the hold's start.
+            rows: Every request that may have been served in the hold (running at its start or admitted in it).
+            tokens: Tokens processed.
+            emitted: Output tokens delivered.
+            held: The requests that finished and how many were preempted.
+        """
+        self.close_interval(t_start)  # first: it sizes the per-row buffers for the rows that arrived in the hold
+        self.commit(rows, tokens, emitted)
+        self.record_finished(held.finished, held.preempted)
 
     def _add_clients(self, clients: IntArray) -> None:
         top = int(clients.max()) + 1
