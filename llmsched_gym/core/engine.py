@@ -29,7 +29,7 @@ from llmsched_gym.core.recorder import Recorder
 from llmsched_gym.core.request import Request
 from llmsched_gym.core.rules import REJECTED, RUNNING, STATE_NAMES, WAITING
 from llmsched_gym.core.run import runner_ends, work_of
-from llmsched_gym.core.segment import Reg, Segment, Unpacked
+from llmsched_gym.core.segment import SEGMENT_DECISIONS, Reg, Segment, Unpacked
 from llmsched_gym.core.table import RequestTable
 from llmsched_gym.core.view import EngineView
 from llmsched_gym.errors import InvalidPlanError, KVCapacityError, LivelockError, TraceFormatError
@@ -37,7 +37,6 @@ from llmsched_gym.errors import InvalidPlanError, KVCapacityError, LivelockError
 _INF = float("inf")
 _NO_IDS = np.zeros(0, np.int64)
 STAGE_ROWS = 256  # requests a segment stages ahead of the clock
-SEGMENT_DECISIONS = 4096  # default decision cap of one segment call
 _FREE, _COUNTERS = int(Reg.FREE), slice(int(Reg.ADMIT_SEQ), int(Reg.N_WAITING) + 1)  # register slots a call sets
 _LIMITS = slice(int(Reg.MAX_DECISIONS), int(segment.N_INPUTS))
 __all__ = ["Engine", "EngineConfig", "StepResult"]
@@ -410,7 +409,8 @@ class Engine:
         self.stage(STAGE_ROWS)
         until, dt = self.stage_horizon, _INF if rec.config.sample_dt is None else rec.config.sample_dt
         if self._max_client > 0 or t.client[t.n : t.rows].any():  # per-client series: Python samples
-            until, dt = min(until, rec.next_sample), _INF
+            # after a segment's last decision; one decision may cross the sample time (booked like engine.step)
+            until, dt = (until if max_decisions == 1 else min(until, rec.next_sample)), _INF
         reg = self._registers(max_decisions, max_iterations, stop, requeue, more_waiting)
         view = self._view
         view._refresh()

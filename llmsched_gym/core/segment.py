@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from llmsched_gym.core.engine import Engine
 
 PLAN_OK, PLAN_PYTHON = 0, 1
+SEGMENT_DECISIONS = 4096  # default decision cap of one segment call
 STOP_LIMIT = 0  # a time limit (staging horizon, a sample due in multi-client runs), a cap, or the record is full
 STOP_EVENT = 1  # an event of the stop mask happened (see ``events``)
 STOP_PYTHON = 2  # the plan function returned PLAN_PYTHON
@@ -589,15 +590,19 @@ def hold(engine: Engine, kernel: Callable[..., Segment], params: Any, *, stop: i
     """
     engine.view()
     n0, parts, iterations = engine.table.n, [], 0
+    single = False  # a per-client sample is due before the next decision: run that decision alone
     while True:
-        left = max_iterations - iterations
-        res = engine.run_segment(kernel, params, stop=stop, max_iterations=left, requeue=REQUEUE_ARRIVAL)
+        left, cap = max_iterations - iterations, 1 if single else SEGMENT_DECISIONS
+        res = engine.run_segment(
+            kernel, params, stop=stop, max_decisions=cap, max_iterations=left, requeue=REQUEUE_ARRIVAL
+        )
         parts.append(res.outcome)
         iterations += res.outcome.iterations
         if res.status == STOP_REJECT:  # the engine takes the arrival in and rejects it; the hold goes on
             engine.view()
-        elif res.status != STOP_LIMIT or iterations >= max_iterations:
+        elif res.status != STOP_LIMIT or iterations >= max_iterations or (single and not res.outcome.decisions):
             break
+        single = not res.outcome.decisions
     kinds = ("admitted", "finished", "evicted", "first_token")
     admitted, finished, evicted, first = (np.concatenate([getattr(p, k) for p in parts]) for k in kinds)
     decisions, arrived = sum(p.decisions for p in parts), range(n0, engine.table.n)
