@@ -31,15 +31,22 @@ SMALL: dict[str, list[str]] = {
     "llmsched models": [],
     "llmsched cost-models": [],
     "llmsched simulate --scheduler vllm-v1 --workload sharegpt --rate 2 --n-requests 2000 --out results.csv": [
-        "--n-requests", "100", *Q
+        "--n-requests",
+        "100",
+        *Q,
     ],
     "llmsched simulate --scheduler sarathi --param chunk_size=2048 --gpu H200 --model Llama-3-8B --json": [
-        "--n-requests", "50", *Q
+        "--n-requests",
+        "50",
+        *Q,
     ],
     "llmsched simulate --trace ../shared/traces/azure2023_AzureLLMInferenceTrace_conv.csv --n-requests 2000 "
     "--slo-ttft 2 --slo-tbt 0.1": ["--n-requests", "100", *Q],
     "llmsched capacity --scheduler sarathi --workload sharegpt --p99-tbt 0.1 --lo 0.5 --hi 8": [
-        "--n-requests", "60", "--rel-tol", "0.3"
+        "--n-requests",
+        "60",
+        "--rel-tol",
+        "0.3",
     ],
     "llmsched compare --schedulers vllm-v0,sarathi,slai --workload sharegpt --rates 0.5,1,2,3 --seeds 0,1 "
     "--out-dir out/": ["--n-requests", "30", *Q],
@@ -48,12 +55,18 @@ SMALL: dict[str, list[str]] = {
     "llmsched tasks": [],
     "llmsched train slo-goodput --out runs": [*TINY_TRAIN, "--no-progress"],
     "llmsched evaluate bursty-goodput --policy policies/bursty-goodput-priority-s0.onnx --out results/": [
-        "--episodes", "2", "--no-sampled", "--baselines", "vllm-v1,sarathi-spf",
-    ],  # fmt: skip
+        "--episodes",
+        "2",
+        "--no-sampled",
+        "--baselines",
+        "vllm-v1,sarathi-spf",
+    ],
     "llmsched simulate --scheduler policy:policies/bursty-goodput-priority-s0.onnx --workload sharegpt --rate 4": [
-        "--n-requests", "40", *Q,
-    ],  # fmt: skip
-}  # fmt: skip
+        "--n-requests",
+        "40",
+        *Q,
+    ],
+}
 """README command -> arguments appended in CI (argparse keeps the last value of a repeated option)."""
 
 
