@@ -59,6 +59,10 @@ class EnvGroup:
         """``getattr(env.unwrapped, name)`` for the given environments."""
         return [getattr(self.envs[i].unwrapped, name) for i in indices]
 
+    def has(self, name: str) -> bool:
+        """Whether the unwrapped environments have attribute ``name`` (answered without sending it)."""
+        return hasattr(self.envs[0].unwrapped, name)
+
     def set(self, name: str, value: Any, indices: Sequence[int]) -> None:
         """``setattr(env.unwrapped, name, value)`` for the given environments."""
         for i in indices:
@@ -77,6 +81,7 @@ def _worker(conn: Any, factories: Sequence[EnvFactory]) -> None:
         "step": group.step,
         "call": group.call,
         "get": group.get,
+        "has": group.has,
         "set": group.set,
     }
     try:
@@ -208,6 +213,14 @@ class GroupedVecEnv(VecEnv):
         for g, local, _ in self._groups(self._get_indices(indices)):
             out += self._run(g, "get", attr_name, local)
         return out
+
+    def has_attr(self, attr_name: str) -> bool:
+        """Whether the environments have ``attr_name``, answered by a worker with a bool.
+
+        MaskablePPO asks for ``action_masks``; SB3's default fetches the attribute itself, and a bound method of a
+        worker's environment cannot be sent back.
+        """
+        return bool(self._run(0, "has", attr_name))
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         """Set an attribute on each environment's unwrapped env."""
