@@ -110,3 +110,20 @@ def test_live_drops_too_long_requests_on_request(tmp_path: Path, capsys: pytest.
     assert run_live(args) == 0
     out = capsys.readouterr().out
     assert json.loads(out[: out.rindex("}") + 1])["finished"] == 1
+
+
+def test_live_serves_with_a_learned_policy_and_reports_its_decision_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    policy = ROOT / "policies" / "bursty-goodput-priority-s0.onnx"
+    args = _parser().parse_args(
+        ["live", "--trace", str(_trace(tmp_path)), "--model", "tiny-llama", "--device", "cpu", "--dtype", "float32",
+         "--num-blocks", "64", "--scheduler", f"policy:{policy}", "--json"]
+    )  # fmt: skip
+    assert run_live(args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[: out.rindex("}") + 1])
+    assert summary["finished"] == 5
+    timing = summary["executor"]["policy_decision_us"]  # next to the iteration times
+    assert timing["decisions"] > 0 and timing["median"] > 0 and "iteration_ms" in summary["executor"]
