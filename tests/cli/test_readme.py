@@ -61,7 +61,8 @@ SMALL: dict[str, list[str]] = {
         "--baselines",
         "vllm-v1,sarathi-spf",
     ],
-    "llmsched simulate --scheduler policy:policies/bursty-goodput-priority-s0.onnx --workload sharegpt --rate 4 --n-requests 500": [
+    "llmsched simulate --scheduler policy:policies/bursty-goodput-priority-s0.onnx --workload sharegpt --rate 4 "
+    "--n-requests 500": [
         "--n-requests",
         "40",
         *Q,
