@@ -180,7 +180,7 @@ class SarathiServe:
         Used by :func:`llmsched_gym.simulate.run_engine`; ``None`` unless the compiled path is on, the
         engine has a compiled cost model and no per-token times are recorded.
         """
-        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
+        if not (self._compiled and engine.runs_segments):
             return None
         return partial(self._segment, engine)
 

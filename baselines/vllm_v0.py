@@ -125,7 +125,7 @@ class VLLMV0:
         ``None`` unless compiled segments are on, the engine has a compiled cost model and no per-token times
         are recorded.
         """
-        if not self._compiled or engine.compiled_cost is None or engine.recorder.config.token_times:
+        if not (self._compiled and engine.runs_segments):
             return None
         return partial(self._segment, engine)
 

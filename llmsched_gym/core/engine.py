@@ -175,6 +175,11 @@ class Engine:
         return self._cost
 
     @property
+    def runs_segments(self) -> bool:
+        """Whether :meth:`run_segment` can run here: a compiled cost model and no per-token times to record."""
+        return self._cost is not None and not self.recorder.config.token_times
+
+    @property
     def done(self) -> bool:
         """True when every request has arrived and finished or been rejected."""
         return self._next is None and self._unfinished == 0 and self.table.rows == self.table.n

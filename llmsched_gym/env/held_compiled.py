@@ -72,9 +72,7 @@ def stop_mask(events: DecisionEvents) -> int:
 
 def can_compile(decision: HeldDecision, engine: Engine) -> TypeGuard[RuleDecision]:
     """Whether ``decision`` can be held in compiled code on ``engine``."""
-    return (
-        type(decision) is RuleDecision and engine.compiled_cost is not None and not engine.recorder.config.token_times
-    )
+    return type(decision) is RuleDecision and engine.runs_segments
 
 
 def event_of(held: Held, events: DecisionEvents) -> str | None:
