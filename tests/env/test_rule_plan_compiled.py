@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 
 from llmsched_gym.core.engine import Engine, EngineConfig
 from llmsched_gym.core.kv import KVConfig
 from llmsched_gym.core.runner import SimulatedRunner
+from llmsched_gym.core.segment import PlanInput
 from llmsched_gym.env._rule_plan import PLAN_OK, pack_params, rule_plan_fn
 from llmsched_gym.env.features import PRIORITY_FEATURES
 from llmsched_gym.env.rule import ORDERINGS, RuleParams, RuleQueue, client_service, rule_plan
 from tests.env.conftest import requests_for
 from tests.helpers import LinearCost
-
-
-class Inp(NamedTuple):
-    """The plan-function input (the engine's segment loop builds the same fields)."""
-
-    ints: np.ndarray
-    floats: np.ndarray
-    state: np.ndarray
-    running: np.ndarray
-    waiting: np.ndarray
-    more_waiting: bool
-    free: int
-    total: int
-    block_size: int
-    prompt_alloc: bool
-    watermark: int
-    now: float
 
 
 def params_for(kind: str, ordering: str, engine: Engine, rng: np.random.Generator) -> RuleParams:
@@ -66,8 +48,9 @@ def test_compiled_rule_equals_the_python_rule_at_every_iteration(ordering: str, 
         if checked % 7 == 0:
             params = params_for(kind, ordering, engine, rng)
         t, pool = engine.table, engine.pool
-        inp = Inp(t.ints, t.floats, t.state, view.running, np.array(queue.items, dtype=np.int64), False, pool.free,
-                  pool.total, pool.block_size, engine.prompt_allocation, pool.watermark_blocks, engine.now)  # fmt: skip
+        waiting = np.array(queue.items, dtype=np.int64)
+        kv = (pool.free, pool.total, pool.block_size, engine.prompt_allocation, pool.watermark_blocks)
+        inp = PlanInput(t.ints, t.floats, t.state, view.running, waiting, False, *kv, engine.now)
         out = rule_plan_fn(inp, pack_params(params))
         plan = rule_plan(view, queue, params, client_service(view))
         if plan.reject:
